@@ -1,0 +1,184 @@
+"""The ``hmacfs`` command: serve, sign URLs, check a configuration file."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from hmacfs_core import __version__
+from hmacfs_core.config import (
+    Config,
+    ConfigError,
+    default_config,
+    load_config,
+    resolve_secret,
+)
+from hmacfs_core.paths import PathRefused, encode_path, parse_upload_path
+from hmacfs_core.signatures import signed_query
+from hmacfs_core.units import parse_duration
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command named in ``argv``; return the process's exit status."""
+    parser = _make_parser()
+    arguments = parser.parse_args(argv)
+    try:
+        return int(arguments.run(arguments))
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+
+
+def _make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hmacfs",
+        description="HMAC-authenticated file server for XMPP HTTP File Upload.",
+    )
+    parser.add_argument("--version", action="version", version=f"hmacfs {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--config", type=Path, help="TOML file (default: built-in)")
+    serve.set_defaults(run=_serve)
+
+    sign = commands.add_parser("sign", help="print a signed PUT URL")
+    sign.add_argument("path", help="upload path, e.g. 'abc123/photo.jpg'")
+    sign.add_argument("--size", type=int, required=True, help="exact body size")
+    sign.add_argument("--type", default=None, help="Content-Type (signed by v2/token)")
+    sign.add_argument(
+        "--protocol", choices=("v1", "v2", "token", "v3"), default="v1"
+    )
+    sign.add_argument("--expires", default=None, help="v3 lifetime, e.g. '1h'")
+    sign.add_argument("--config", type=Path, help="TOML file (default: built-in)")
+    sign.add_argument("--base-url", help="URL the server is reached at")
+    sign.set_defaults(run=_sign)
+
+    check = commands.add_parser("check-config", help="validate a TOML file")
+    check.add_argument("file", type=Path)
+    check.set_defaults(run=_check_config)
+    return parser
+
+
+def _serve(arguments: argparse.Namespace) -> int:
+    from twisted.internet import reactor
+
+    from hmacfs_core.app import App
+    from hmacfs_core.logs import start_logging
+    from hmacfs_core.serve import install_graceful_stop, listen
+
+    config = _load(arguments.config)
+    secret = resolve_secret(config, os.environ)
+    newcomer_secret = None
+    if secret is None:
+        if arguments.config is not None:
+            raise _missing_secret(str(arguments.config))
+        newcomer_secret = secrets.token_urlsafe(32)
+        secret = newcomer_secret.encode("utf-8")
+
+    start_logging(config.logging.level)
+    app = App(config=config, secret=secret, reactor=reactor)
+    port = listen(app)
+    install_graceful_stop(app, port)
+    if newcomer_secret is not None:
+        _greet_newcomer(config, newcomer_secret, port.getHost().port)
+
+    reactor.run()
+    return 0
+
+
+def _sign(arguments: argparse.Namespace) -> int:
+    config = _load(arguments.config)
+    secret = resolve_secret(config, os.environ)
+    if secret is None:
+        raise _missing_secret(str(arguments.config or "built-in defaults"))
+
+    try:
+        upload_path = parse_upload_path(
+            b"/" + encode_path(arguments.path).encode("ascii"), "/"
+        )
+    except PathRefused as refusal:
+        print(f"hmacfs sign: invalid path: {refusal.reason}", file=sys.stderr)
+        return 2
+
+    expires = None
+    if arguments.protocol == "v3":
+        lifetime = parse_duration(arguments.expires or "1h")
+        expires = int(time.time() + lifetime)
+    elif arguments.expires is not None:
+        print("hmacfs sign: only v3 URLs expire; drop --expires", file=sys.stderr)
+        return 2
+
+    query = signed_query(
+        secret,
+        arguments.protocol,
+        path=upload_path.text,
+        size=arguments.size,
+        content_type=arguments.type,
+        expires=expires,
+    )
+    base_url = arguments.base_url or _base_url(config)
+    print(f"{base_url.rstrip('/')}/{encode_path(upload_path.text)}?{query}")
+    return 0
+
+
+def _check_config(arguments: argparse.Namespace) -> int:
+    config = load_config(arguments.file)
+    if resolve_secret(config, os.environ) is None:
+        raise _missing_secret(str(arguments.file))
+    print(f"{arguments.file}: OK (listening on {config.server.listen_address})")
+    return 0
+
+
+def _load(path: Path | None) -> Config:
+    return default_config() if path is None else load_config(path)
+
+
+def _missing_secret(source: str) -> ConfigError:
+    from hmacfs_core.config import ConfigProblem
+
+    problem = ConfigProblem(
+        where="security.secret",
+        message="no secret: set security.secret or security.secret_file "
+        "(or the HMACFS_SECRET environment variable)",
+    )
+    return ConfigError(source, (problem,))
+
+
+def _base_url(config: Config) -> str:
+    address = config.server.listen_address
+    host = address.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{address.port}{config.server.base_path}"
+
+
+def _greet_newcomer(config: Config, secret: str, port: int) -> None:
+    """Print the generated secret once, with an upload to try right away."""
+    body = "hello from hmacfs"
+    path = f"try-{secrets.token_hex(4)}/hello.txt"
+    query = signed_query(
+        secret.encode("utf-8"),
+        "v1",
+        path=path,
+        size=len(body),
+        content_type=None,
+        expires=None,
+    )
+    host = config.server.listen_address.host
+    url = f"http://{host}:{port}{config.server.base_path}{path}"
+    print(
+        "\nNo secret configured: generated one for this run only.\n"
+        f"  export HMACFS_SECRET='{secret}'   # to sign URLs with 'hmacfs sign'\n"
+        "Try an upload and a download:\n"
+        f"  curl -X PUT -H 'Content-Type: text/plain' --data-binary "
+        f"'{body}' '{url}?{query}'\n"
+        f"  curl '{url}'\n",
+        flush=True,
+    )

@@ -1,0 +1,188 @@
+"""The streaming ``Request``: decide from the headers, then stream the body.
+
+Twisted's own ``Request`` buffers the whole body (in memory or a temp file) and
+calls the resource only after the last byte: no way to refuse early, and a second
+copy of every upload. This subclass resolves the resource as soon as the headers
+are in (``gotLength``). A resource that provides :class:`IUploadTarget` then
+either refuses the upload, and the refusal is sent before the client sends its
+body (``Expect: 100-continue`` included), or hands back a sink that the body
+chunks go to as they arrive.
+
+Every other request behaves exactly like Twisted's, so a host site can use this
+class for all its resources.
+"""
+
+from __future__ import annotations
+
+import time
+from io import BytesIO
+from typing import Protocol, runtime_checkable
+from urllib.parse import parse_qs, unquote_to_bytes
+
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.resource import IResource
+
+#: How long a refused request may keep sending its body before the connection is
+#: aborted; reading and dropping it meanwhile lets the client see the answer
+#: instead of a reset.
+REFUSAL_LINGER_SECONDS = 5.0
+
+
+class UploadRefused(Exception):
+    """An upload refused from its headers: status code and a short reason."""
+
+    def __init__(
+        self, code: int, reason: str, headers: dict[bytes, bytes] | None = None
+    ):
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+        self.headers = headers or {}
+
+
+class UploadSink(Protocol):
+    """Where the body of an accepted upload goes, chunk by chunk."""
+
+    def write(self, chunk: bytes) -> None:
+        """Take one body chunk (called per chunk: keep it cheap)."""
+
+    def abort(self, reason: Failure) -> None:
+        """The connection was lost before the body was complete."""
+
+
+@runtime_checkable
+class IUploadTarget(Protocol):
+    """A resource that takes uploads streamed by :class:`StreamingRequest`."""
+
+    def begin_upload(self, request: StreamingRequest) -> UploadSink:
+        """Authorize from the headers alone; raise :class:`UploadRefused`."""
+
+
+class StreamingRequest(server.Request):
+    """A ``Request`` that streams upload bodies and refuses before the body.
+
+    :ivar upload_sink: the sink of an accepted streamed upload, else None.
+    :ivar refused: the refusal sent from the headers, else None.
+    :ivar started: monotonic time at which the headers were complete.
+    """
+
+    _log = Logger()
+
+    upload_sink: UploadSink | None = None
+    body_length: int | None = None
+    received_bytes: int = 0
+    refused: UploadRefused | None = None
+    started: float = 0.0
+    _linger: IDelayedCall | None = None
+
+    def gotLength(self, length: int | None) -> None:
+        self.started = time.monotonic()
+        self.body_length = length
+        self._parse_request_line()
+
+        target = self._find_upload_target()
+        if target is None:
+            super().gotLength(length)
+            return
+
+        self.content = BytesIO()
+        try:
+            self.upload_sink = target.begin_upload(self)
+        except UploadRefused as refusal:
+            self._refuse_before_body(refusal)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self.received_bytes += len(data)
+        if self.upload_sink is not None:
+            self.upload_sink.write(data)
+        elif self.refused is None:
+            super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self.refused is None:
+            super().requestReceived(command, path, version)
+            return
+
+        # The refusal went out when the headers arrived; the client sent the body
+        # anyway and it has been dropped. Nothing is left to render.
+        self._cancel_linger()
+        if not self.finished and not self._disconnected:
+            self.finish()
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._cancel_linger()
+        sink, self.upload_sink = self.upload_sink, None
+        if sink is not None and not self.finished:
+            sink.abort(reason)
+        super().connectionLost(reason)
+
+    def refuse_mid_body(self, refusal: UploadRefused) -> None:
+        """Answer with ``refusal`` while the body is still arriving, then close.
+
+        Used when the store fails under an accepted upload (a full disk answers
+        507): the rest of the body would be thrown away anyway.
+        """
+        self.upload_sink = None
+        if self.startedWriting or self._disconnected:
+            self.channel.transport.abortConnection()
+            return
+        self._refuse_before_body(refusal)
+
+    def _parse_request_line(self) -> None:
+        """Set what ``requestReceived`` would set, from the channel's state.
+
+        At ``gotLength`` time the request line is only known to the channel, in
+        attributes Twisted keeps private; pyproject pins the tested range.
+        """
+        channel = self.channel
+        self.method = channel._command
+        self.uri = channel._path
+        self.clientproto = channel._version
+
+        self.path, _, query = self.uri.partition(b"?")
+        self.args = parse_qs(query, keep_blank_values=True) if query else {}
+
+    def _find_upload_target(self) -> IUploadTarget | None:
+        """Traverse the site now, as ``process`` will later, to find the target."""
+        site = getattr(self.channel, "site", None)
+        if site is None or self.method not in (b"PUT", b"POST", b"PATCH"):
+            return None
+
+        self.prepath = []
+        self.postpath = list(map(unquote_to_bytes, self.path[1:].split(b"/")))
+        resource: IResource = site.getResourceFor(self)
+        return resource if isinstance(resource, IUploadTarget) else None
+
+    def _refuse_before_body(self, refusal: UploadRefused) -> None:
+        """Send the refusal now and drop whatever body follows."""
+        self.refused = refusal
+        self.upload_sink = None
+
+        # No "100 Continue": the client must not send the body at all.
+        self.requestHeaders.removeHeader(b"expect")
+        self.channel.persistent = False
+
+        body = refusal.reason.encode("utf-8") + b"\n"
+        self.setResponseCode(refusal.code)
+        self.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        self.setHeader(b"content-length", b"%d" % len(body))
+        self.setHeader(b"connection", b"close")
+        for name, value in refusal.headers.items():
+            self.setHeader(name, value)
+        self.write(body)
+
+        # Half-close: the client reads the answer and stops sending; a client that
+        # keeps sending is cut off after a short linger.
+        transport = self.channel.transport
+        transport.loseWriteConnection()
+        self._linger = self.channel.callLater(
+            REFUSAL_LINGER_SECONDS, transport.abortConnection
+        )
+
+    def _cancel_linger(self) -> None:
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
+        self._linger = None

@@ -1,0 +1,85 @@
+"""The XEP-0363 slot URLs: PUT uploads, GET/HEAD downloads, OPTIONS preflight."""
+
+from __future__ import annotations
+
+from twisted.web import server
+from twisted.web.resource import Resource
+
+from hmacfs_core.app import App
+from hmacfs_core.web.cors import ALLOWED_METHODS, apply_cors, render_preflight
+from hmacfs_core.web.download import render_download
+from hmacfs_core.web.request import StreamingRequest, UploadRefused
+from hmacfs_core.web.transfer_log import track_transfer
+from hmacfs_core.web.upload import UploadReceiver, respond
+
+
+class SlotResource(Resource):
+    """Every path below the mount point is a slot; this resource is a leaf.
+
+    Under :class:`StreamingRequest` an upload is authorized in
+    :meth:`begin_upload`, before the body; under a plain Twisted ``Request`` the
+    same checks run in :meth:`render_PUT` on the body Twisted buffered.
+    """
+
+    isLeaf = True
+    allowedMethods = (b"GET", b"HEAD", b"PUT", b"OPTIONS")
+
+    def __init__(self, app: App) -> None:
+        super().__init__()
+        self.app = app
+
+    def render(self, request: server.Request) -> bytes | int:
+        """Dispatch by method; anything but the four slot methods gets 405.
+
+        Twisted answers 501 for methods its ``Site`` does not know (DELETE,
+        PATCH); a slot URL only ever allows these four, so 405 with ``Allow``.
+        """
+        if request.method not in self.allowedMethods:
+            request.setResponseCode(405)
+            request.setHeader(b"allow", ALLOWED_METHODS)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"method not allowed\n"
+        return super().render(request)
+
+    def begin_upload(self, request: StreamingRequest) -> UploadReceiver:
+        track_transfer(self.app, request)
+        apply_cors(self.app.config.downloads.allowed_origins, request)
+        if request.method != b"PUT":
+            raise UploadRefused(405, "method not allowed", {b"allow": ALLOWED_METHODS})
+        return UploadReceiver.begin(self.app, request)
+
+    def render_PUT(self, request: server.Request) -> bytes | int:
+        receiver = getattr(request, "upload_sink", None)
+        if isinstance(receiver, UploadReceiver):
+            receiver.complete()
+            return server.NOT_DONE_YET
+        return self._render_buffered_put(request)
+
+    def render_GET(self, request: server.Request) -> bytes | int:
+        track_transfer(self.app, request)
+        apply_cors(self.app.config.downloads.allowed_origins, request)
+        return render_download(self.app, request)
+
+    render_HEAD = render_GET
+
+    def render_OPTIONS(self, request: server.Request) -> bytes:
+        return render_preflight(self.app.config.downloads.allowed_origins, request)
+
+    def _render_buffered_put(self, request: server.Request) -> bytes | int:
+        """Take an upload whose body Twisted has already buffered.
+
+        Only reached when a host site mounts this resource without
+        ``StreamingRequest``: correct, but neither early nor streaming.
+        """
+        request.body_length = int(request.getHeader(b"content-length") or -1)
+        if request.body_length < 0:
+            request.body_length = None
+        request.received_bytes = request.body_length or 0
+        try:
+            receiver = self.begin_upload(request)
+        except UploadRefused as refusal:
+            respond(request, refusal.code, refusal.reason, refusal.headers)
+            return server.NOT_DONE_YET
+
+        receiver.complete_from_buffer(request.content)
+        return server.NOT_DONE_YET

@@ -1,0 +1,1 @@
+"""The built-in adaptive I/O strategies, registered by entry point."""

@@ -10,10 +10,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import attrs
+
 from hmacfs_core import __version__
 from hmacfs_core.config import (
     Config,
     ConfigError,
+    ConfigProblem,
+    ListenAddress,
     default_config,
     load_config,
     resolve_secret,
@@ -44,15 +48,16 @@ def _make_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the server")
     serve.add_argument("--config", type=Path, help="TOML file (default: built-in)")
+    serve.add_argument(
+        "--listen", help="HOST:PORT or PORT, overriding server.listen_address"
+    )
     serve.set_defaults(run=_serve)
 
     sign = commands.add_parser("sign", help="print a signed PUT URL")
     sign.add_argument("path", help="upload path, e.g. 'abc123/photo.jpg'")
     sign.add_argument("--size", type=int, required=True, help="exact body size")
     sign.add_argument("--type", default=None, help="Content-Type (signed by v2/token)")
-    sign.add_argument(
-        "--protocol", choices=("v1", "v2", "token", "v3"), default="v1"
-    )
+    sign.add_argument("--protocol", choices=("v1", "v2", "token", "v3"), default="v1")
     sign.add_argument("--expires", default=None, help="v3 lifetime, e.g. '1h'")
     sign.add_argument("--config", type=Path, help="TOML file (default: built-in)")
     sign.add_argument("--base-url", help="URL the server is reached at")
@@ -72,6 +77,8 @@ def _serve(arguments: argparse.Namespace) -> int:
     from hmacfs_core.serve import install_graceful_stop, listen
 
     config = _load(arguments.config)
+    if arguments.listen is not None:
+        config = with_listen_address(config, arguments.listen)
     secret = resolve_secret(config, os.environ)
     newcomer_secret = None
     if secret is None:
@@ -134,13 +141,23 @@ def _check_config(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def with_listen_address(config: Config, text: str) -> Config:
+    """``config`` listening on ``text`` instead (the ``--listen`` option)."""
+    try:
+        address = ListenAddress.parse(text)
+    except ValueError as error:
+        problem = ConfigProblem(where="--listen", message=str(error))
+        raise ConfigError("command line", (problem,)) from None
+    return attrs.evolve(
+        config, server=attrs.evolve(config.server, listen_address=address)
+    )
+
+
 def _load(path: Path | None) -> Config:
     return default_config() if path is None else load_config(path)
 
 
 def _missing_secret(source: str) -> ConfigError:
-    from hmacfs_core.config import ConfigProblem
-
     problem = ConfigProblem(
         where="security.secret",
         message="no secret: set security.secret or security.secret_file "

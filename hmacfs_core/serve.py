@@ -27,7 +27,7 @@ def listen(app: App) -> IListeningPort:
         "Listening on http://{host}:{port}/ storing in {storage}",
         host=host,
         port=bound.port,
-        storage=str(app.store.root),
+        storage=str(app.store.root.resolve()),
     )
     return port
 

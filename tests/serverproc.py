@@ -210,7 +210,9 @@ def start_server(
     raise AssertionError("server did not start:\n" + "".join(collected))
 
 
-def raw_exchange(sock: socket.socket, data: bytes, read_until_close: bool = True) -> bytes:
+def raw_exchange(
+    sock: socket.socket, data: bytes, read_until_close: bool = True
+) -> bytes:
     """Send ``data`` and read the answer (until the server closes, by default)."""
     sock.sendall(data)
     chunks = []

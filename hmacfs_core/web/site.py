@@ -17,6 +17,7 @@ class TransferSite(Site):
     """
 
     requestFactory = StreamingRequest
+    noisy = False
 
     def log(self, request: object) -> None:
         pass

@@ -60,6 +60,9 @@ def authorize_upload(
         raise UploadRefused(403, "missing signature")
 
     signed_type = _header_text(request, b"content-type")
+    if signed_type is not None and not signed_type.isascii():
+        # It could be neither stored faithfully nor sent back in a header.
+        raise UploadRefused(400, "Content-Type must be ASCII")
     verdict = verify_upload(
         app.secret,
         signed,
@@ -185,7 +188,8 @@ class UploadReceiver:
 
 def _header_text(request: StreamingRequest, name: bytes) -> str | None:
     raw = request.getHeader(name)
-    return None if raw is None else raw.decode("latin-1")
+    # surrogateescape keeps the exact bytes sent, which is what the MAC covers.
+    return None if raw is None else raw.decode("utf-8", "surrogateescape")
 
 
 def _storage_refusal(error: BaseException) -> UploadRefused:

@@ -17,6 +17,9 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource
 
 from hmacfs_core.config import Config
+from hmacfs_core.metrics import Metrics
+from hmacfs_core.pipeline import Pipeline
+from hmacfs_core.plugins import PluginHooks, configure_plugins, load_plugins
 from hmacfs_core.storage import Store
 
 T = TypeVar("T")
@@ -36,10 +39,30 @@ class App:
     reactor: Any
     log: Logger = field(factory=lambda: Logger(namespace="hmacfs"))
     store: Store = field(init=False)
+    metrics: Metrics = field(factory=Metrics, init=False)
+    plugins: PluginHooks = field(init=False)
+    pipeline: Pipeline = field(init=False)
     active_transfers: set[Any] = field(factory=set, init=False)
 
     def __attrs_post_init__(self) -> None:
+        """Load and configure the plugins; a bad one stops the start here.
+
+        :raises PluginError: naming the plugin that cannot be used.
+        """
         self.store = Store(self.config.server.storage_path)
+        self.plugins = load_plugins(self.config, on_error=self._plugin_failed)
+        configure_plugins(self.plugins, self, self.config)
+        self.pipeline = Pipeline(self.config, self.plugins, self.reactor)
+
+    def _plugin_failed(self, plugin: str, hook: str, error: BaseException) -> None:
+        """A hook raised mid-transfer: log and count it; the transfer goes on."""
+        self.metrics.plugin_errors.labels(plugin=plugin, hook=hook).inc()
+        self.log.error(
+            "Plugin {plugin} failed in {hook}: {error!r}",
+            plugin=plugin,
+            hook=hook,
+            error=error,
+        )
 
     def run_in_thread(self, action: Callable[..., T], *args: Any) -> Deferred[T]:
         """Run blocking file work in the reactor's thread pool."""

@@ -350,6 +350,213 @@ class LoggingConfig:
     level: Literal["debug", "info", "warn", "error"] = "info"
 
 
+AdaptationSpeed = Literal["slow", "medium", "fast"]
+
+
+def _check_sample_count(
+    instance: object, attribute: attrs.Attribute[Any], count: int
+) -> None:
+    if not 1 <= count <= 10_000:
+        raise ValueError(f"must be between 1 and 10000, got {count}")
+
+
+def _check_multiplier(
+    instance: object, attribute: attrs.Attribute[Any], factor: float
+) -> None:
+    if not 0.1 <= factor <= 100:
+        raise ValueError(f"must be between 0.1 and 100, got {factor}")
+
+
+def _check_interval(
+    instance: object, attribute: attrs.Attribute[Any], seconds: float
+) -> None:
+    if not seconds >= 0.1:
+        raise ValueError(f"must be at least 100ms, got {format_duration(seconds)}")
+
+
+_buffer_bounds = _size_between(4 * KiB, 64 * MiB)
+
+
+@frozen
+class PerformanceConfig:
+    """
+    The ``[performance]`` section: the adaptive I/O engine's master switch and
+    bounds.
+
+    :ivar adaptive_buffers: run transfers through the plugin pipeline; off, every
+        transfer gets the baseline plan from ``[uploads]``, ``[downloads]`` and
+        ``[server]``, exactly as without any plugin.
+    :ivar min_buffer_size: the smallest buffer or chunk a plan may use.
+    :ivar max_buffer_size: the largest buffer or chunk a plan may use; bounds the
+        memory a single adaptive transfer can take.
+    :ivar buffer_optimization_interval: how often a running transfer's
+        throughput is sampled and handed to the plugins.
+    :ivar initial_buffer_size: the buffer an adaptive plan starts from before any
+        plugin adjusts it, and the learner's first choice.
+    :ivar client_profiling: ask the plugins what kind of client each transfer
+        comes from.
+    :ivar connection_type_detection: ask the plugins what network each transfer
+        comes over.
+    :ivar performance_history_samples: how many throughput samples per buffer
+        size the learner averages over.
+    """
+
+    adaptive_buffers: bool = False
+    min_buffer_size: ByteSize = field(
+        default=ByteSize(16 * KiB), validator=_buffer_bounds
+    )
+    max_buffer_size: ByteSize = field(
+        default=ByteSize(1 * MiB), validator=_buffer_bounds
+    )
+    buffer_optimization_interval: Seconds = field(
+        default=Seconds(5.0), validator=_check_interval
+    )
+    initial_buffer_size: ByteSize = field(
+        default=ByteSize(64 * KiB), validator=_buffer_bounds
+    )
+    client_profiling: bool = True
+    connection_type_detection: bool = True
+    performance_history_samples: int = field(default=50, validator=_check_sample_count)
+
+
+@frozen
+class ClientStrategy:
+    """
+    How transfers of one client class are run (``strategy_<class>`` tables).
+
+    :ivar buffer_size: read size and write buffer for uploads.
+    :ivar chunk_size: bytes per write to the socket for downloads.
+    :ivar retry_multiplier: scales the ``Retry-After`` a failed upload is given.
+    :ivar timeout_multiplier: scales the idle timeout.
+    """
+
+    buffer_size: ByteSize = field(default=ByteSize(256 * KiB), validator=_buffer_bounds)
+    chunk_size: ByteSize = field(default=ByteSize(256 * KiB), validator=_buffer_bounds)
+    retry_multiplier: float = field(default=1.0, validator=_check_multiplier)
+    timeout_multiplier: float = field(default=1.0, validator=_check_multiplier)
+
+
+@frozen
+class ClientOptimizationConfig:
+    """
+    The ``[client_optimization]`` section, used by the ``client_classification``
+    plugin.
+
+    :ivar enabled: apply the strategy of the client's class to its transfers.
+    :ivar learning_enabled: remember what each client (address and User-Agent)
+        turned out to be, and blend it into later classifications.
+    :ivar adaptation_speed: how fast that memory follows new evidence: ``slow``
+        weighs a new observation 0.1, ``medium`` 0.3, ``fast`` 0.6.
+    :ivar user_agent_analysis: classify from the User-Agent header.
+    :ivar connection_fingerprinting: classify from the kernel's TCP statistics
+        (round-trip time and its variance).
+    :ivar performance_classification: classify from the throughput the client
+        reached in earlier transfers.
+    """
+
+    enabled: bool = True
+    learning_enabled: bool = True
+    adaptation_speed: AdaptationSpeed = "medium"
+    user_agent_analysis: bool = True
+    connection_fingerprinting: bool = True
+    performance_classification: bool = True
+    strategy_mobile: ClientStrategy = ClientStrategy(
+        buffer_size=ByteSize(64 * KiB),
+        chunk_size=ByteSize(64 * KiB),
+        retry_multiplier=2.0,
+        timeout_multiplier=3.0,
+    )
+    strategy_desktop: ClientStrategy = ClientStrategy(
+        buffer_size=ByteSize(256 * KiB), chunk_size=ByteSize(256 * KiB)
+    )
+    strategy_server: ClientStrategy = ClientStrategy(
+        buffer_size=ByteSize(1 * MiB),
+        chunk_size=ByteSize(1 * MiB),
+        retry_multiplier=0.5,
+    )
+
+
+@frozen
+class NetworkSettings:
+    """
+    How transfers over one kind of network are run (``[network_interfaces.<kind>]``).
+
+    :ivar buffer_size: the most an upload buffer may be on this network.
+    :ivar chunk_size: the most a download chunk may be on this network.
+    :ivar timeout_multiplier: scales the idle timeout.
+    :ivar priority: when two signals name different networks for one client, the
+        kind with the higher priority wins.
+    """
+
+    buffer_size: ByteSize = field(default=ByteSize(1 * MiB), validator=_buffer_bounds)
+    chunk_size: ByteSize = field(default=ByteSize(1 * MiB), validator=_buffer_bounds)
+    timeout_multiplier: float = field(default=1.0, validator=_check_multiplier)
+    priority: int = 0
+
+
+@frozen
+class NetworkInterfacesConfig:
+    """The ``[network_interfaces]`` section: one table per network kind."""
+
+    ethernet: NetworkSettings = NetworkSettings(priority=10)
+    wifi: NetworkSettings = NetworkSettings(
+        buffer_size=ByteSize(512 * KiB),
+        chunk_size=ByteSize(512 * KiB),
+        timeout_multiplier=1.5,
+        priority=20,
+    )
+    lte: NetworkSettings = NetworkSettings(
+        buffer_size=ByteSize(256 * KiB),
+        chunk_size=ByteSize(256 * KiB),
+        timeout_multiplier=2.0,
+        priority=30,
+    )
+    cellular: NetworkSettings = NetworkSettings(
+        buffer_size=ByteSize(64 * KiB),
+        chunk_size=ByteSize(64 * KiB),
+        timeout_multiplier=4.0,
+        priority=40,
+    )
+    vpn: NetworkSettings = NetworkSettings(
+        buffer_size=ByteSize(256 * KiB),
+        chunk_size=ByteSize(256 * KiB),
+        timeout_multiplier=2.0,
+        priority=50,
+    )
+
+
+BUILTIN_PLUGINS = (
+    "buffer_sizing",
+    "client_classification",
+    "network_policy",
+    "rollback_monitor",
+)
+
+
+@frozen
+class PluginsConfig:
+    """
+    The ``[plugins]`` section: which plugins run, and their own settings.
+
+    :ivar enabled: plugins to load, by entry-point name. The built-ins are
+        enabled by default; a third-party plugin runs only once it is listed
+        here, so installing a package never changes a server by itself.
+    :ivar disabled: plugins not to load even if enabled (a quick way to turn one
+        built-in off).
+    :ivar settings: each ``[plugins.<name>]`` table, handed to that plugin's
+        ``hmacfs_configure``.
+    """
+
+    enabled: tuple[str, ...] = BUILTIN_PLUGINS
+    disabled: tuple[str, ...] = ()
+    settings: Mapping[str, Mapping[str, Any]] = Factory(dict)
+
+    @property
+    def active(self) -> tuple[str, ...]:
+        """The plugins to load, in the order named."""
+        return tuple(name for name in self.enabled if name not in self.disabled)
+
+
 @frozen
 class Config:
     """
@@ -362,6 +569,10 @@ class Config:
     uploads: UploadsConfig = Factory(UploadsConfig)
     downloads: DownloadsConfig = Factory(DownloadsConfig)
     logging: LoggingConfig = Factory(LoggingConfig)
+    performance: PerformanceConfig = Factory(PerformanceConfig)
+    client_optimization: ClientOptimizationConfig = Factory(ClientOptimizationConfig)
+    network_interfaces: NetworkInterfacesConfig = Factory(NetworkInterfacesConfig)
+    plugins: PluginsConfig = Factory(PluginsConfig)
 
 
 @frozen
@@ -445,6 +656,10 @@ def parse_config(
         config = _cached_converter().structure(document, Config)
     except ClassValidationError as error:
         raise ConfigError(source, _problems_in(error)) from error
+
+    problems = _cross_section_problems(config)
+    if problems:
+        raise ConfigError(source, tuple(problems))
 
     if base_dir is not None:
         config = _resolve_paths(config, base_dir)
@@ -557,6 +772,9 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook_factory(_is_homogeneous_tuple, _tuple_hook)
     converter.register_structure_hook_factory(attrs.has, _section_hook)
     converter.register_structure_hook(SecurityConfig, _security_hook(converter))
+    converter.register_structure_hook(PluginsConfig, _plugins_hook(converter))
+    for cls in (NetworkInterfacesConfig, ClientOptimizationConfig):
+        converter.register_structure_hook(cls, _partial_tables_hook(cls, converter))
     return converter
 
 
@@ -782,6 +1000,85 @@ def _security_hook(converter: cattrs.Converter) -> Callable[[object, Any], Any]:
         return security
 
     return structure
+
+
+def _plugins_hook(converter: cattrs.Converter) -> Callable[[object, Any], Any]:
+    """
+    Structure ``[plugins]``: ``enabled`` and ``disabled`` are checked like any
+    key, and every sub-table is one plugin's settings, passed on as parsed.
+    Which names exist is only known once the entry points are read, so the
+    plugin manager checks them.
+    """
+    structure_section = _section_hook(PluginsConfig, converter)
+
+    def structure(value: object, type_: Any) -> PluginsConfig:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected a table, got {_describe(value)}")
+
+        tables = {key: item for key, item in value.items() if isinstance(item, dict)}
+        rest = {key: item for key, item in value.items() if key not in tables}
+        if "settings" in rest:
+            # "settings" names the parsed tables; as a key it would be a typo.
+            rest["settings\0"] = rest.pop("settings")
+        plugins: PluginsConfig = structure_section(rest, type_)
+        return attrs.evolve(plugins, settings=tables)
+
+    return structure
+
+
+def _partial_tables_hook(
+    cls: type, converter: cattrs.Converter
+) -> Callable[[object, Any], Any]:
+    """
+    Structure a section whose sub-tables have defaults of their own (the ``wifi``
+    table, ``strategy_mobile``...): a key left out of such a table keeps that
+    table's default, not the class-wide one, so ``[network_interfaces.lte]
+    priority = 5`` changes only the priority.
+    """
+    structure_section = _section_hook(cls, converter)
+    table_defaults = {
+        attribute.name: attrs.asdict(attribute.default)
+        for attribute in attrs.fields(cls)
+        if attrs.has(type(attribute.default))
+    }
+
+    def structure(value: object, type_: Any) -> Any:
+        if isinstance(value, dict):
+            value = {
+                key: {**table_defaults[key], **item}
+                if key in table_defaults and isinstance(item, dict)
+                else item
+                for key, item in value.items()
+            }
+        return structure_section(value, type_)
+
+    return structure
+
+
+def _cross_section_problems(config: Config) -> list[ConfigProblem]:
+    """Problems that involve two keys at once, reported like the others."""
+    performance = config.performance
+    problems = []
+    if performance.min_buffer_size > performance.max_buffer_size:
+        problems.append(
+            ConfigProblem(
+                "performance.min_buffer_size",
+                f"is larger than max_buffer_size "
+                f"({format_size(performance.max_buffer_size)})",
+            )
+        )
+    elif not (
+        performance.min_buffer_size
+        <= performance.initial_buffer_size
+        <= performance.max_buffer_size
+    ):
+        problems.append(
+            ConfigProblem(
+                "performance.initial_buffer_size",
+                "must lie between min_buffer_size and max_buffer_size",
+            )
+        )
+    return problems
 
 
 def _both_secrets() -> ValueError:

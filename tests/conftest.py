@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from serverproc import RunningServer, start_server, stop_quietly
 
 

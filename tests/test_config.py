@@ -557,7 +557,7 @@ def test_all_problems_are_reported_at_once() -> None:
         [logging]
         level = "loud"
 
-        [performance]
+        [perfomance]
         """
     )
 
@@ -569,7 +569,7 @@ def test_all_problems_are_reported_at_once() -> None:
         "security.protocols[1]",
         "downloads.chunk_size",
         "logging.level",
-        "performance",
+        "perfomance",
     }
 
 

@@ -96,9 +96,8 @@ def test_a_200MB_upload_streams_with_bounded_memory(make_server) -> None:
     target = server.signed(path, size)
 
     with server.connect() as sock:
-        sock.sendall(
-            f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode()
-        )
+        head = f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n"
+        sock.sendall(head.encode())
         for _ in range(size // len(block)):
             sock.sendall(block)
             digest.update(block)

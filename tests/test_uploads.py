@@ -8,9 +8,9 @@ import threading
 import time
 
 import pytest
+from serverproc import RunningServer, raw_exchange, status_of
 
 from hmacfs_core.paths import encode_path
-from serverproc import RunningServer, raw_exchange, status_of
 
 JPEG = bytes(range(256)) * 90
 

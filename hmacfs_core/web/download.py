@@ -48,10 +48,18 @@ class StoredFileResource(static.File):
         fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         return os.fdopen(fd, "rb")
 
+    producer: object | None = None
+
     def makeProducer(self, request: Request, fileForReading: IO[bytes]) -> object:
-        producer = super().makeProducer(request, fileForReading)
-        producer.bufferSize = self.chunk_size
-        return producer
+        self.producer = super().makeProducer(request, fileForReading)
+        self.producer.bufferSize = self.chunk_size
+        return self.producer
+
+    def set_chunk_size(self, size: int) -> None:
+        """Change the bytes read per write, also for a download under way."""
+        self.chunk_size = size
+        if self.producer is not None:
+            self.producer.bufferSize = size
 
 
 def render_download(app: App, request: Request) -> bytes | int:
@@ -73,9 +81,18 @@ def render_download(app: App, request: Request) -> bytes | int:
     if request.setETag(etag) is http.CACHED:
         return b""
 
+    run = app.pipeline.start(
+        request, "download", upload_path.text, stored.size, stored.content_type
+    )
+    request.transfer_run = run
+    resource = StoredFileResource(stored, run.plan.chunk_size)
+    watchdog = StallWatchdog(request, run.plan.idle_timeout, app.reactor)
+    run.set_chunk_size = resource.set_chunk_size
+    run.set_idle_timeout = watchdog.set_timeout
+    run.apply()
+
     if request.method == b"GET":
-        StallWatchdog(request, app.config.server.idle_timeout, app.reactor).start()
-    resource = StoredFileResource(stored, app.config.downloads.chunk_size)
+        watchdog.start()
     return resource.render(request)
 
 
@@ -116,6 +133,10 @@ class StallWatchdog:
         self._last_sent = self.request.sentLength
         self._check_call = self.clock.callLater(self.timeout, self._check)
         self.request.notifyFinish().addBoth(self._stop)
+
+    def set_timeout(self, timeout: float) -> None:
+        """Use ``timeout`` from the next check on."""
+        self.timeout = timeout
 
     def _check(self) -> None:
         sent = self.request.sentLength

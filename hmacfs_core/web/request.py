@@ -74,6 +74,7 @@ class StreamingRequest(server.Request):
     upload_sink: UploadSink | None = None
     body_length: int | None = None
     received_bytes: int = 0
+    transfer_run: object | None = None
     refused: UploadRefused | None = None
     started: float = 0.0
     _linger: IDelayedCall | None = None

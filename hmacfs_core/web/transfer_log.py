@@ -12,6 +12,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from hmacfs_core.app import App
+from hmacfs_core.transfer import Outcome
 
 
 def track_transfer(app: App, request: Request) -> None:
@@ -24,18 +25,31 @@ def track_transfer(app: App, request: Request) -> None:
     def finished(result: object) -> None:
         app.active_transfers.discard(request)
         completed = not isinstance(result, Failure)
+        seconds = time.monotonic() - started
+        run = getattr(request, "transfer_run", None)
+        if run is not None:
+            run.finish(_outcome(request, completed, seconds))
         app.log.info(
             "{method} {path} {status} {bytes} bytes in {seconds:.3f}s from {peer}",
             method=request.method.decode("latin-1"),
             path=request.path.decode("latin-1"),
             status=request.code if completed else "aborted",
             bytes=_bytes_moved(request),
-            seconds=time.monotonic() - started,
+            seconds=seconds,
             peer=_peer(request),
             transfer_completed=completed,
         )
 
     request.notifyFinish().addBoth(finished)
+
+
+def _outcome(request: Request, completed: bool, seconds: float) -> Outcome:
+    """Success is a response the client received that is not a server error."""
+    if not completed:
+        return Outcome(False, None, "cut", _bytes_moved(request), seconds)
+    succeeded = request.code < 500
+    reason = "ok" if succeeded else f"status {request.code}"
+    return Outcome(succeeded, request.code, reason, _bytes_moved(request), seconds)
 
 
 def _bytes_moved(request: Request) -> int:

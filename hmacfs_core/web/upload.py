@@ -28,6 +28,7 @@ from twisted.web.server import Request
 
 from hmacfs_core.app import App
 from hmacfs_core.paths import PathRefused, UploadPath, parse_upload_path
+from hmacfs_core.pipeline import TransferRun
 from hmacfs_core.signatures import find_signature, verify_upload
 from hmacfs_core.storage import DEFAULT_CONTENT_TYPE, PublishResult, StagedFile
 from hmacfs_core.web.request import StreamingRequest, UploadRefused
@@ -96,17 +97,21 @@ class UploadReceiver:
     size: int
     content_type: str
     staged: StagedFile
+    run: TransferRun
     writer: StagedWriter = field(init=False)
     completing: bool = field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.writer = StagedWriter(
             staged=self.staged,
-            buffer_size=self.app.config.uploads.write_buffer_size,
+            buffer_size=self.run.plan.write_buffer_size,
             run_in_thread=self.app.run_in_thread,
             producer=self.request.channel,
             on_error=self._write_failed,
         )
+        self.run.set_writer_buffer = self._set_write_buffer
+        self.run.set_idle_timeout = self.request.channel.setTimeout
+        self.run.apply()
 
     @classmethod
     def begin(cls, app: App, request: StreamingRequest) -> UploadReceiver:
@@ -119,7 +124,15 @@ class UploadReceiver:
             staged = app.store.stage()
         except OSError as error:
             raise _storage_refusal(error) from None
-        return cls(app, request, upload_path, size, content_type, staged)
+
+        run = app.pipeline.start(
+            request, "upload", upload_path.text, size, content_type
+        )
+        request.transfer_run = run
+        return cls(app, request, upload_path, size, content_type, staged, run)
+
+    def _set_write_buffer(self, size: int) -> None:
+        self.writer.buffer_size = size
 
     def write(self, chunk: bytes) -> None:
         self.writer.write(chunk)
@@ -174,7 +187,7 @@ class UploadReceiver:
         else:
             self.app.log.failure("Upload failed", failure=failure)
             refusal = UploadRefused(500, "internal error")
-        respond(self.request, refusal.code, refusal.reason)
+        respond(self.request, refusal.code, refusal.reason, self._retry_after())
 
     def _write_failed(self, failure: Failure) -> None:
         self.app.log.error(
@@ -183,7 +196,13 @@ class UploadReceiver:
         if self.completing:
             return
         self.writer.abort(self.app.store.discard)
-        self.request.refuse_mid_body(_storage_refusal(failure.value))
+        refusal = _storage_refusal(failure.value)
+        refusal.headers.update(self._retry_after())
+        self.request.refuse_mid_body(refusal)
+
+    def _retry_after(self) -> dict[bytes, bytes]:
+        """When a client should retry an upload that failed on our side."""
+        return {b"retry-after": b"%d" % round(self.run.plan.retry_after)}
 
 
 def _header_text(request: StreamingRequest, name: bytes) -> str | None:

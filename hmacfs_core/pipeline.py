@@ -1,0 +1,346 @@
+"""Run the plugin hooks for one transfer and apply the plan to the real I/O.
+
+Per transfer, once, when its headers are in: choose the arm, classify the
+client, detect the network, let every plugin adjust the plan, clamp it, and set
+it on the socket (read size, ``SO_RCVBUF``/``SO_SNDBUF``), the staged file's
+writer, the download producer and the timeouts. While the transfer runs, a timer
+hands throughput samples to the plugins every
+``[performance] buffer_optimization_interval``; nothing runs per chunk.
+
+With ``[performance] adaptive_buffers = false`` only the finished hook runs (so
+monitors see baseline outcomes too); the plan is the baseline, applied by
+nobody, which is exactly the core server's behaviour.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from attrs import define, field
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.web.server import Request
+
+from hmacfs_core.config import Config
+from hmacfs_core.plugins import PluginHooks
+from hmacfs_core.tcpinfo import read_tcp_stats
+from hmacfs_core.transfer import (
+    Direction,
+    Outcome,
+    ProgressSample,
+    Transfer,
+    TransferPlan,
+)
+
+#: Twisted's own socket read size (``twisted.internet.abstract.FileDescriptor``).
+BASELINE_READ_SIZE = 64 * 1024
+#: ``Retry-After`` for server-side upload failures before any multiplier.
+BASELINE_RETRY_AFTER = 10.0
+
+#: Bounds of the plan fields that ``[performance]`` does not bound.
+IDLE_TIMEOUT_BOUNDS = (1.0, 24 * 3600.0)
+RETRY_AFTER_BOUNDS = (1.0, 3600.0)
+
+
+def baseline_plan(config: Config) -> TransferPlan:
+    """The core server's plan: ``[server]``, ``[uploads]`` and ``[downloads]``."""
+    return TransferPlan(
+        read_size=BASELINE_READ_SIZE,
+        socket_receive_buffer=None,
+        socket_send_buffer=None,
+        write_buffer_size=config.uploads.write_buffer_size,
+        chunk_size=config.downloads.chunk_size,
+        idle_timeout=config.server.idle_timeout,
+        retry_after=BASELINE_RETRY_AFTER,
+    )
+
+
+def clamp_plan(config: Config, plan: TransferPlan) -> TransferPlan:
+    """``plan`` with every field inside the configured bounds."""
+    low = config.performance.min_buffer_size
+    high = config.performance.max_buffer_size
+
+    def buffer(value: int) -> int:
+        return max(low, min(high, int(value)))
+
+    def optional_buffer(value: int | None) -> int | None:
+        return None if value is None else buffer(value)
+
+    return TransferPlan(
+        read_size=buffer(plan.read_size),
+        socket_receive_buffer=optional_buffer(plan.socket_receive_buffer),
+        socket_send_buffer=optional_buffer(plan.socket_send_buffer),
+        write_buffer_size=buffer(plan.write_buffer_size),
+        chunk_size=buffer(plan.chunk_size),
+        idle_timeout=_between(plan.idle_timeout, IDLE_TIMEOUT_BOUNDS),
+        retry_after=_between(plan.retry_after, RETRY_AFTER_BOUNDS),
+    )
+
+
+@define
+class Pipeline:
+    """The hook chain of one app.
+
+    :param config: the configuration in force (replaced on reload).
+    :param hooks: the loaded plugins.
+    :param clock: the reactor, for sampling timers.
+    """
+
+    config: Config
+    hooks: PluginHooks
+    clock: Any
+    log: Logger = field(factory=lambda: Logger(namespace="hmacfs.pipeline"))
+
+    def start(
+        self,
+        request: Request,
+        direction: Direction,
+        path: str,
+        size: int | None,
+        content_type: str | None,
+    ) -> TransferRun:
+        """Decide the plan of a transfer whose headers are in."""
+        transfer = Transfer(
+            id=uuid.uuid4().hex[:16],
+            direction=direction,
+            path=path,
+            size=size,
+            content_type=content_type,
+            user_agent=_header(request, b"user-agent") or "",
+            peer=_peer_host(request),
+            headers=_headers(request),
+            tcp=None,
+            started=time.monotonic(),
+        )
+        run = TransferRun(pipeline=self, transfer=transfer, request=request)
+        if not self.config.performance.adaptive_buffers:
+            transfer.plan = baseline_plan(self.config)
+            return run
+
+        arm, _ = self.hooks.call_first("hmacfs_choose_arm", transfer=transfer)
+        transfer.arm = "baseline" if arm == "baseline" else "adaptive"
+        if transfer.arm == "baseline":
+            transfer.plan = baseline_plan(self.config)
+            return run
+
+        self._plan_adaptive(run)
+        return run
+
+    def _plan_adaptive(self, run: TransferRun) -> None:
+        transfer = run.transfer
+        performance = self.config.performance
+        transfer.tcp = read_tcp_stats(_socket_of(run.request))
+
+        if performance.client_profiling:
+            transfer.client_class, run.decided_by["client_class"] = (
+                self.hooks.call_first("hmacfs_classify_client", transfer=transfer)
+            )
+        if performance.connection_type_detection:
+            transfer.network, run.decided_by["network"] = self.hooks.call_first(
+                "hmacfs_detect_network", transfer=transfer
+            )
+
+        initial = performance.initial_buffer_size
+        plan = attrs.evolve(
+            baseline_plan(self.config),
+            read_size=initial,
+            write_buffer_size=initial,
+            chunk_size=initial,
+        )
+        transfer.plan = plan
+        self.hooks.call_all(
+            "hmacfs_plan_transfer",
+            transfer=transfer,
+            plan=plan,
+            after_each=run.note_changes if run.debug else None,
+        )
+        run.unclamped = attrs.evolve(plan)
+        transfer.plan = clamp_plan(self.config, plan)
+
+
+@define
+class TransferRun:
+    """One transfer on its way: its plan applied, sampled, and reported."""
+
+    pipeline: Pipeline
+    transfer: Transfer
+    request: Request
+    decided_by: dict[str, str | None] = field(factory=dict)
+    set_by: dict[str, str] = field(factory=dict)
+    unclamped: TransferPlan | None = None
+    applied: dict[str, object] = field(factory=dict)
+    set_writer_buffer: Callable[[int], None] | None = None
+    set_chunk_size: Callable[[int], None] | None = None
+    set_idle_timeout: Callable[[float], None] | None = None
+    _sampler: LoopingCall | None = None
+    _last_sample: tuple[int, float] = (0, 0.0)
+    _applied_plan: TransferPlan | None = None
+    _finished: bool = False
+
+    @property
+    def plan(self) -> TransferPlan:
+        assert self.transfer.plan is not None
+        return self.transfer.plan
+
+    @property
+    def adaptive(self) -> bool:
+        return self.transfer.arm == "adaptive"
+
+    @property
+    def debug(self) -> bool:
+        return self.pipeline.config.logging.level == "debug"
+
+    def note_changes(self, plugin: str, before: dict[str, Any], plan: Any) -> None:
+        """Record which plugin set which plan field (debug logging only)."""
+        for name, value in attrs.asdict(plan).items():
+            if before[name] != value:
+                self.set_by[name] = plugin
+
+    def apply(self) -> None:
+        """Set the plan on the socket, writer, producer and timeouts.
+
+        The baseline arm is left exactly as the core server runs it.
+        """
+        if self.adaptive:
+            self._apply_plan(self.plan)
+            self._start_sampling()
+        self._read_back()
+        if self.debug:
+            self._log_decisions()
+
+    def bytes_moved(self) -> int:
+        if self.transfer.direction == "upload":
+            return int(getattr(self.request, "received_bytes", 0))
+        return int(self.request.sentLength)
+
+    def finish(self, outcome: Outcome) -> None:
+        """Stop sampling and tell every plugin how the transfer ended."""
+        if self._finished:
+            return
+        self._finished = True
+        if self._sampler is not None and self._sampler.running:
+            self._sampler.stop()
+        self.pipeline.hooks.call_all(
+            "hmacfs_transfer_finished", transfer=self.transfer, outcome=outcome
+        )
+
+    def _apply_plan(self, plan: TransferPlan) -> None:
+        transport = getattr(self.request.channel, "transport", None)
+        if transport is not None and self.transfer.direction == "upload":
+            transport.bufferSize = plan.read_size
+        sock = _socket_of(self.request)
+        if sock is not None:
+            _set_buffer(sock, socket.SO_RCVBUF, plan.socket_receive_buffer)
+            _set_buffer(sock, socket.SO_SNDBUF, plan.socket_send_buffer)
+        if self.set_writer_buffer is not None:
+            self.set_writer_buffer(plan.write_buffer_size)
+        if self.set_chunk_size is not None:
+            self.set_chunk_size(plan.chunk_size)
+        if self.set_idle_timeout is not None:
+            self.set_idle_timeout(plan.idle_timeout)
+        self._applied_plan = attrs.evolve(plan)
+
+    def _read_back(self) -> None:
+        """What the connection really uses now, for the debug log and tests."""
+        transport = getattr(self.request.channel, "transport", None)
+        sock = _socket_of(self.request)
+        self.applied = {
+            "read_size": getattr(transport, "bufferSize", None),
+            "so_rcvbuf": sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            if sock
+            else None,
+            "so_sndbuf": sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            if sock
+            else None,
+        }
+
+    def _start_sampling(self) -> None:
+        if not self.pipeline.hooks.has("hmacfs_transfer_progress"):
+            return
+        interval = self.pipeline.config.performance.buffer_optimization_interval
+        self._last_sample = (self.bytes_moved(), time.monotonic())
+        self._sampler = LoopingCall(self._sample)
+        self._sampler.clock = self.pipeline.clock
+        self._sampler.start(interval, now=False)
+
+    def _sample(self) -> None:
+        moved, now = self.bytes_moved(), time.monotonic()
+        last_moved, last_time = self._last_sample
+        self._last_sample = (moved, now)
+        sample = ProgressSample(
+            bytes_total=moved,
+            seconds_total=now - self.transfer.started,
+            bytes_interval=moved - last_moved,
+            seconds_interval=now - last_time,
+        )
+        self.pipeline.hooks.call_all(
+            "hmacfs_transfer_progress", transfer=self.transfer, sample=sample
+        )
+
+        if self.transfer.plan != self._applied_plan:
+            self.transfer.plan = clamp_plan(self.pipeline.config, self.plan)
+            self._apply_plan(self.plan)
+            self._read_back()
+            if self.debug:
+                self._log_decisions(replanned=True)
+
+    def _log_decisions(self, replanned: bool = False) -> None:
+        transfer = self.transfer
+        self.pipeline.log.debug(
+            "Transfer {transfer_id} {direction} {path}: arm={arm} client={client_class}"
+            " network={network} plan={plan} applied={applied}",
+            transfer_id=transfer.id,
+            direction=transfer.direction,
+            path=transfer.path,
+            arm=transfer.arm,
+            client_class=transfer.client_class,
+            network=transfer.network,
+            decided_by=self.decided_by,
+            plan_before_clamp=attrs.asdict(self.unclamped) if self.unclamped else None,
+            plan=attrs.asdict(self.plan),
+            set_by=self.set_by,
+            applied=self.applied,
+            replanned=replanned,
+        )
+
+
+def _between(value: float, bounds: tuple[float, float]) -> float:
+    low, high = bounds
+    return max(low, min(high, float(value)))
+
+
+def _set_buffer(sock: socket.socket, option: int, size: int | None) -> None:
+    if size is not None:
+        # The kernel caps the size (net.core.rmem_max); the read-back shows it.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+
+
+def _socket_of(request: Request) -> socket.socket | None:
+    transport = getattr(request.channel, "transport", None)
+    get_handle = getattr(transport, "getHandle", None)
+    handle = get_handle() if get_handle is not None else None
+    return handle if isinstance(handle, socket.socket) else None
+
+
+def _header(request: Request, name: bytes) -> str | None:
+    raw = request.getHeader(name)
+    return None if raw is None else raw.decode("latin-1")
+
+
+def _headers(request: Request) -> dict[str, str]:
+    return {
+        name.decode("latin-1").lower(): values[-1].decode("latin-1")
+        for name, values in request.requestHeaders.getAllRawHeaders()
+    }
+
+
+def _peer_host(request: Request) -> str:
+    address = request.getClientAddress()
+    return str(getattr(address, "host", address))

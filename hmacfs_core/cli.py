@@ -87,7 +87,7 @@ def _serve(arguments: argparse.Namespace) -> int:
         newcomer_secret = secrets.token_urlsafe(32)
         secret = newcomer_secret.encode("utf-8")
 
-    start_logging(config.logging.level)
+    start_logging(config.logging.level, config.logging.format)
     app = App(config=config, secret=secret, reactor=reactor)
     port = listen(app)
     install_graceful_stop(app, port)

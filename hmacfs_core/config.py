@@ -344,10 +344,14 @@ class LoggingConfig:
     """
     The ``[logging]`` section.
 
-    :ivar level: the least severe events logged.
+    :ivar level: the least severe events logged; ``debug`` adds one event per
+        transfer with the adaptive engine's decisions.
+    :ivar format: ``text``, one readable line per event, or ``json``, every event
+        with all its fields for a log pipeline.
     """
 
     level: Literal["debug", "info", "warn", "error"] = "info"
+    format: Literal["text", "json"] = "text"
 
 
 AdaptationSpeed = Literal["slow", "medium", "fast"]

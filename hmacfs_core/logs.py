@@ -10,18 +10,28 @@ from twisted.logger import (
     LogLevel,
     LogLevelFilterPredicate,
     globalLogBeginner,
+    jsonFileLogObserver,
     textFileLogObserver,
 )
 
 
-def start_logging(level: str, stream: TextIO | None = None) -> None:
+def start_logging(
+    level: str, log_format: str = "text", stream: TextIO | None = None
+) -> None:
     """Begin logging events of ``level`` and above, one line each.
 
-    Standard output suits systemd's journal and container runtimes alike; the
-    events keep their fields for any other observer a host process adds.
+    Standard output suits systemd's journal and container runtimes alike.
+    ``json`` writes every event with all its fields (Twisted's JSON records, one
+    per line after an ASCII record separator) for log pipelines and tests.
     """
+    output = stream or sys.stdout
+    writer = (
+        jsonFileLogObserver(output)
+        if log_format == "json"
+        else textFileLogObserver(output)
+    )
     observer = FilteringLogObserver(
-        textFileLogObserver(stream or sys.stdout),
+        writer,
         [LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))],
     )
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)

@@ -178,9 +178,11 @@ class TransferRun:
     set_writer_buffer: Callable[[int], None] | None = None
     set_chunk_size: Callable[[int], None] | None = None
     set_idle_timeout: Callable[[float], None] | None = None
+    readers: dict[str, Callable[[], object]] = field(factory=dict)
     _sampler: LoopingCall | None = None
     _last_sample: tuple[int, float] = (0, 0.0)
     _applied_plan: TransferPlan | None = None
+    replans: int = 0
     _finished: bool = False
 
     @property
@@ -210,9 +212,8 @@ class TransferRun:
         if self.adaptive:
             self._apply_plan(self.plan)
             self._start_sampling()
-        self._read_back()
         if self.debug:
-            self._log_decisions()
+            self._read_back()
 
     def bytes_moved(self) -> int:
         if self.transfer.direction == "upload":
@@ -229,6 +230,11 @@ class TransferRun:
         self.pipeline.hooks.call_all(
             "hmacfs_transfer_finished", transfer=self.transfer, outcome=outcome
         )
+        if self.debug:
+            # The socket is gone by now; what the writer or producer ended with
+            # is still there to read.
+            self.applied.update({name: read() for name, read in self.readers.items()})
+            self._log_decisions(outcome)
 
     def _apply_plan(self, plan: TransferPlan) -> None:
         transport = getattr(self.request.channel, "transport", None)
@@ -251,6 +257,7 @@ class TransferRun:
         transport = getattr(self.request.channel, "transport", None)
         sock = _socket_of(self.request)
         self.applied = {
+            **{name: read() for name, read in self.readers.items()},
             "read_size": getattr(transport, "bufferSize", None),
             "so_rcvbuf": sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
             if sock
@@ -286,15 +293,18 @@ class TransferRun:
         if self.transfer.plan != self._applied_plan:
             self.transfer.plan = clamp_plan(self.pipeline.config, self.plan)
             self._apply_plan(self.plan)
-            self._read_back()
+            self.replans += 1
             if self.debug:
-                self._log_decisions(replanned=True)
+                self._read_back()
 
-    def _log_decisions(self, replanned: bool = False) -> None:
+    def _log_decisions(self, outcome: Outcome) -> None:
+        """One debug event per transfer with everything that was decided."""
         transfer = self.transfer
         self.pipeline.log.debug(
             "Transfer {transfer_id} {direction} {path}: arm={arm} client={client_class}"
             " network={network} plan={plan} applied={applied}",
+            event="transfer_decisions",
+            outcome=attrs.asdict(outcome),
             transfer_id=transfer.id,
             direction=transfer.direction,
             path=transfer.path,
@@ -306,7 +316,7 @@ class TransferRun:
             plan=attrs.asdict(self.plan),
             set_by=self.set_by,
             applied=self.applied,
-            replanned=replanned,
+            replans=self.replans,
         )
 
 

@@ -8,6 +8,7 @@ for ordinary requests and raw sockets where the exact bytes on the wire matter
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import queue
 import re
@@ -126,6 +127,29 @@ class RunningServer:
     def log_text(self) -> str:
         return "".join(self.lines)
 
+    def events(self, **match: object) -> list[dict[str, object]]:
+        """The JSON log events (``[logging] format = "json"``) with these fields."""
+        found = []
+        for line in list(self.lines):
+            if not line.startswith("\x1e"):
+                continue
+            event = json.loads(line[1:])
+            if all(event.get(key) == value for key, value in match.items()):
+                found.append(event)
+        return found
+
+    def wait_for_event(
+        self, timeout: float = 10.0, **match: object
+    ) -> dict[str, object]:
+        """The first JSON event with these fields, waiting for it to be logged."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.events(**match)
+            if found:
+                return found[0]
+            time.sleep(0.02)
+        raise AssertionError(f"no event matched {match}:\n{self.log_text()[-3000:]}")
+
     def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -194,12 +218,12 @@ def start_server(
             break
         if line is None:
             break
-        found = LISTENING.search(line)
+        found = _listening_address(line)
         if found:
             return RunningServer(
                 process=process,
-                host=found["host"],
-                port=int(found["port"]),
+                host=found[0],
+                port=found[1],
                 storage=storage,
                 secret=secret.encode("utf-8"),
                 lines=collected,
@@ -208,6 +232,17 @@ def start_server(
 
     process.kill()
     raise AssertionError("server did not start:\n" + "".join(collected))
+
+
+def _listening_address(line: str) -> tuple[str, int] | None:
+    """The address in the "Listening on" event, in text or JSON log format."""
+    if line.startswith("\x1e"):
+        event = json.loads(line[1:])
+        if str(event.get("log_format", "")).startswith("Listening on"):
+            return event["host"], int(event["port"])
+        return None
+    found = LISTENING.search(line)
+    return (found["host"], int(found["port"])) if found else None
 
 
 def raw_exchange(

@@ -55,6 +55,12 @@ class StoredFileResource(static.File):
         self.producer.bufferSize = self.chunk_size
         return self.producer
 
+    def read_chunk_size(self) -> int:
+        """The bytes per read the producer really uses (the plan's, once set)."""
+        if self.producer is not None:
+            return int(self.producer.bufferSize)
+        return self.chunk_size
+
     def set_chunk_size(self, size: int) -> None:
         """Change the bytes read per write, also for a download under way."""
         self.chunk_size = size
@@ -89,6 +95,8 @@ def render_download(app: App, request: Request) -> bytes | int:
     watchdog = StallWatchdog(request, run.plan.idle_timeout, app.reactor)
     run.set_chunk_size = resource.set_chunk_size
     run.set_idle_timeout = watchdog.set_timeout
+    run.readers["chunk_size"] = resource.read_chunk_size
+    run.readers["idle_timeout"] = lambda: watchdog.timeout
     run.apply()
 
     if request.method == b"GET":

@@ -29,8 +29,12 @@ def track_transfer(app: App, request: Request) -> None:
         run = getattr(request, "transfer_run", None)
         if run is not None:
             run.finish(_outcome(request, completed, seconds))
+        transfer = run.transfer if run is not None else None
         app.log.info(
-            "{method} {path} {status} {bytes} bytes in {seconds:.3f}s from {peer}",
+            "{method} {path} {status} {bytes} bytes in {seconds:.3f}s from {peer}"
+            " ({arm}, {client_class})",
+            arm=transfer.arm if transfer else "none",
+            client_class=(transfer.client_class if transfer else None) or "unknown",
             method=request.method.decode("latin-1"),
             path=request.path.decode("latin-1"),
             status=request.code if completed else "aborted",

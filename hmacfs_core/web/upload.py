@@ -111,6 +111,8 @@ class UploadReceiver:
         )
         self.run.set_writer_buffer = self._set_write_buffer
         self.run.set_idle_timeout = self.request.channel.setTimeout
+        self.run.readers["write_buffer_size"] = lambda: self.writer.buffer_size
+        self.run.readers["idle_timeout"] = lambda: self.request.channel.timeOut
         self.run.apply()
 
     @classmethod

@@ -515,7 +515,7 @@ def test_an_unknown_key_names_the_nearest_valid_key() -> None:
 def test_an_unknown_key_without_a_near_one_lists_the_valid_keys() -> None:
     problems = problems_of("[logging]\ncolour = true")
 
-    assert problems == {"logging.colour": "unknown key (valid keys: level)"}
+    assert problems == {"logging.colour": "unknown key (valid keys: level, format)"}
 
 
 def test_an_unknown_section_names_the_nearest_valid_section() -> None:

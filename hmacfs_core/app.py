@@ -58,10 +58,10 @@ class App:
         """A hook raised mid-transfer: log and count it; the transfer goes on."""
         self.metrics.plugin_errors.labels(plugin=plugin, hook=hook).inc()
         self.log.error(
-            "Plugin {plugin} failed in {hook}: {error!r}",
+            "Plugin {plugin} failed in {hook}: {error}",
             plugin=plugin,
             hook=hook,
-            error=error,
+            error=repr(error),
         )
 
     def run_in_thread(self, action: Callable[..., T], *args: Any) -> Deferred[T]:

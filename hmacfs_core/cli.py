@@ -63,6 +63,10 @@ def _make_parser() -> argparse.ArgumentParser:
     sign.add_argument("--base-url", help="URL the server is reached at")
     sign.set_defaults(run=_sign)
 
+    plugins = commands.add_parser("plugins", help="list the installed plugins")
+    plugins.add_argument("--config", type=Path, help="TOML file (default: built-in)")
+    plugins.set_defaults(run=_list_plugins)
+
     check = commands.add_parser("check-config", help="validate a TOML file")
     check.add_argument("file", type=Path)
     check.set_defaults(run=_check_config)
@@ -74,6 +78,7 @@ def _serve(arguments: argparse.Namespace) -> int:
 
     from hmacfs_core.app import App
     from hmacfs_core.logs import start_logging
+    from hmacfs_core.plugins import PluginError
     from hmacfs_core.serve import install_graceful_stop, listen
 
     config = _load(arguments.config)
@@ -87,8 +92,12 @@ def _serve(arguments: argparse.Namespace) -> int:
         newcomer_secret = secrets.token_urlsafe(32)
         secret = newcomer_secret.encode("utf-8")
 
+    try:
+        app = App(config=config, secret=secret, reactor=reactor)
+    except PluginError as error:
+        print(f"hmacfs: {error}", file=sys.stderr)
+        return 2
     start_logging(config.logging.level, config.logging.format)
-    app = App(config=config, secret=secret, reactor=reactor)
     port = listen(app)
     install_graceful_stop(app, port)
     if newcomer_secret is not None:
@@ -134,10 +143,55 @@ def _sign(arguments: argparse.Namespace) -> int:
 
 
 def _check_config(arguments: argparse.Namespace) -> int:
+    from twisted.internet import reactor
+
+    from hmacfs_core.app import App
+    from hmacfs_core.plugins import PluginError
+
     config = load_config(arguments.file)
-    if resolve_secret(config, os.environ) is None:
+    secret = resolve_secret(config, os.environ)
+    if secret is None:
         raise _missing_secret(str(arguments.file))
+
+    try:
+        # Building the app loads and configures every enabled plugin, exactly as
+        # at start, without listening.
+        App(config=config, secret=secret, reactor=reactor)
+    except PluginError as error:
+        print(f"{arguments.file}: plugins: {error}", file=sys.stderr)
+        return 2
+
     print(f"{arguments.file}: OK (listening on {config.server.listen_address})")
+    return 0
+
+
+def _list_plugins(arguments: argparse.Namespace) -> int:
+    """Print every plugin found through the entry points, and what it does."""
+    from hmacfs_core.plugins import discover, hooks_of
+
+    config = _load(arguments.config)
+    active = set(config.plugins.active)
+    rows = [("NAME", "DISTRIBUTION", "SOURCE", "ENABLED", "HOOKS")]
+    for name, info in sorted(discover().items()):
+        try:
+            loaded = info.entry_point.load()
+            hooks = ", ".join(hook.removeprefix("hmacfs_") for hook in hooks_of(loaded))
+        except Exception as error:
+            hooks = f"cannot be imported: {type(error).__name__}: {error}"
+        rows.append(
+            (
+                name,
+                f"{info.distribution} {info.version}",
+                "built-in" if info.builtin else "third party",
+                "yes" if name in active else "no",
+                hooks or "none",
+            )
+        )
+
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[4]]))
     return 0
 
 

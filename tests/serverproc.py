@@ -172,7 +172,11 @@ class RunningServer:
 
 
 def start_server(
-    workdir: Path, settings: str = "", secret: str = SECRET, timeout: float = 20.0
+    workdir: Path,
+    settings: str = "",
+    secret: str = SECRET,
+    timeout: float = 20.0,
+    env: dict[str, str] | None = None,
 ) -> RunningServer:
     """Write a config with ``settings`` appended and start a server on it.
 
@@ -195,7 +199,7 @@ def start_server(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     lines: queue.Queue[str | None] = queue.Queue()
     collected: list[str] = []

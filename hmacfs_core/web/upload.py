@@ -109,10 +109,12 @@ class UploadReceiver:
             producer=self.request.channel,
             on_error=self._write_failed,
         )
+        # The request drops its channel when it finishes; keep our own reference.
+        channel = self.request.channel
         self.run.set_writer_buffer = self._set_write_buffer
-        self.run.set_idle_timeout = self.request.channel.setTimeout
+        self.run.set_idle_timeout = channel.setTimeout
         self.run.readers["write_buffer_size"] = lambda: self.writer.buffer_size
-        self.run.readers["idle_timeout"] = lambda: self.request.channel.timeOut
+        self.run.readers["idle_timeout"] = lambda: channel.timeOut
         self.run.apply()
 
     @classmethod

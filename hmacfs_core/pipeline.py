@@ -15,9 +15,10 @@ nobody, which is exactly the core server's behaviour.
 from __future__ import annotations
 
 import contextlib
+import copy
+import os
 import socket
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +57,20 @@ def baseline_plan(config: Config) -> TransferPlan:
         socket_send_buffer=None,
         write_buffer_size=config.uploads.write_buffer_size,
         chunk_size=config.downloads.chunk_size,
+        idle_timeout=config.server.idle_timeout,
+        retry_after=BASELINE_RETRY_AFTER,
+    )
+
+
+def adaptive_start_plan(config: Config) -> TransferPlan:
+    """Where an adaptive plan starts: the baseline with ``initial_buffer_size``."""
+    initial = config.performance.initial_buffer_size
+    return TransferPlan(
+        read_size=initial,
+        socket_receive_buffer=None,
+        socket_send_buffer=None,
+        write_buffer_size=initial,
+        chunk_size=initial,
         idle_timeout=config.server.idle_timeout,
         retry_after=BASELINE_RETRY_AFTER,
     )
@@ -107,7 +122,7 @@ class Pipeline:
     ) -> TransferRun:
         """Decide the plan of a transfer whose headers are in."""
         transfer = Transfer(
-            id=uuid.uuid4().hex[:16],
+            id=os.urandom(8).hex(),
             direction=direction,
             path=path,
             size=size,
@@ -146,13 +161,7 @@ class Pipeline:
                 "hmacfs_detect_network", transfer=transfer
             )
 
-        initial = performance.initial_buffer_size
-        plan = attrs.evolve(
-            baseline_plan(self.config),
-            read_size=initial,
-            write_buffer_size=initial,
-            chunk_size=initial,
-        )
+        plan = adaptive_start_plan(self.config)
         transfer.plan = plan
         self.hooks.call_all(
             "hmacfs_plan_transfer",
@@ -160,7 +169,7 @@ class Pipeline:
             plan=plan,
             after_each=run.note_changes if run.debug else None,
         )
-        run.unclamped = attrs.evolve(plan)
+        run.unclamped = copy.copy(plan)
         transfer.plan = clamp_plan(self.config, plan)
 
 
@@ -250,7 +259,7 @@ class TransferRun:
             self.set_chunk_size(plan.chunk_size)
         if self.set_idle_timeout is not None:
             self.set_idle_timeout(plan.idle_timeout)
-        self._applied_plan = attrs.evolve(plan)
+        self._applied_plan = copy.copy(plan)
 
     def _read_back(self) -> None:
         """What the connection really uses now, for the debug log and tests."""

@@ -35,9 +35,8 @@ def put(server: RunningServer, path: str, size: int) -> float:
     block = b"\0" * BLOCK
     with socket.create_connection((server.host, server.port)) as sock:
         started = time.perf_counter()
-        sock.sendall(
-            f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode()
-        )
+        head = f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n"
+        sock.sendall(head.encode())
         for _ in range(size // BLOCK):
             sock.sendall(block)
         sock.sendall(block[: size % BLOCK])

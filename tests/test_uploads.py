@@ -189,6 +189,33 @@ def test_a_refusal_arrives_before_the_body_is_sent(server: RunningServer) -> Non
     assert b"100 Continue" not in raw
 
 
+@pytest.mark.parametrize(
+    ("make_target", "method", "status"),
+    [
+        (lambda s, p: s.signed(p, 5_000_000), "PUT", 413),
+        (lambda s, p: s.signed(p, 5_000_000).replace("v=", "v=0"), "PUT", 403),
+        (lambda s, p: "/a/%2e%2e/x" + s.signed(p, 5_000_000)[1:], "PUT", 400),
+        (lambda s, p: s.signed(p, 5_000_000), "POST", 405),
+    ],
+)
+def test_every_refusal_from_the_headers_comes_before_the_body(
+    make_server, make_target, method: str, status: int
+) -> None:
+    small = make_server('max_upload_size = "1MiB"')
+    target = make_target(small, _unique("big.bin"))
+    headers = (
+        f"{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n"
+        "Expect: 100-continue\r\n\r\n"
+    ).encode()
+
+    with small.connect() as sock:
+        raw = raw_exchange(sock, headers)
+
+    assert status_of(raw) == status
+    assert b"100 Continue" not in raw
+    assert small.staged_files() == []
+
+
 def test_an_accepted_upload_gets_100_continue_before_its_body(
     server: RunningServer,
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -51,6 +52,8 @@ def _make_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--listen", help="HOST:PORT or PORT, overriding server.listen_address"
     )
+    # Internal: a worker started by the supervisor of [server] workers.
+    serve.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
 
     sign = commands.add_parser("sign", help="print a signed PUT URL")
@@ -98,7 +101,18 @@ def _serve(arguments: argparse.Namespace) -> int:
         print(f"hmacfs: {error}", file=sys.stderr)
         return 2
     start_logging(config.logging.level, config.logging.format)
-    port = listen(app)
+    if config.server.workers > 1 and arguments.worker_fd is None:
+        from hmacfs_core.workers import Supervisor
+
+        return Supervisor(app, arguments.config).run()
+
+    inherited = None
+    if arguments.worker_fd is not None:
+        inherited = socket.socket(fileno=arguments.worker_fd)
+    port = listen(app, inherited)
+    if inherited is not None:
+        # The reactor holds its own duplicate of the descriptor.
+        inherited.close()
     install_graceful_stop(app, port)
     if newcomer_secret is not None:
         _greet_newcomer(config, newcomer_secret, port.getHost().port)

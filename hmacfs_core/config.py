@@ -210,6 +210,13 @@ def _check_not_negative_duration(
         raise ValueError(f"must not be negative, got {seconds}")
 
 
+def _check_workers(
+    instance: object, attribute: attrs.Attribute[Any], count: int
+) -> None:
+    if not 1 <= count <= 64:
+        raise ValueError(f"must be between 1 and 64, got {count}")
+
+
 @frozen
 class ServerConfig:
     """
@@ -226,6 +233,8 @@ class ServerConfig:
         is closed, so that stalled clients do not hold connections forever.
     :ivar shutdown_grace: on SIGTERM, running transfers get this long to finish
         before the server stops.
+    :ivar workers: server processes sharing the listening socket; more than one
+        uses more cores (each process learns and monitors on its own).
     """
 
     listen_address: ListenAddress = ListenAddress("127.0.0.1", 8080)
@@ -242,6 +251,7 @@ class ServerConfig:
     shutdown_grace: Seconds = field(
         default=Seconds(30.0), validator=_check_not_negative_duration
     )
+    workers: int = field(default=1, validator=_check_workers)
 
 
 def _check_secret(

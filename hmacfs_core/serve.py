@@ -2,34 +2,62 @@
 
 from __future__ import annotations
 
+import socket
+
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import deferLater
 
 from hmacfs_core.app import App
+from hmacfs_core.config import ListenAddress
 from hmacfs_core.web.site import make_site
 
 #: How often a draining server looks whether its transfers have ended.
 DRAIN_POLL_SECONDS = 0.1
 
 
-def listen(app: App) -> IListeningPort:
-    """Prepare the store and start listening on ``server.listen_address``."""
+def prepare_store(app: App) -> None:
+    """Create the store's layout and remove what dead transfers left behind."""
     removed = app.store.prepare()
     if removed:
         app.log.info("Removed {count} stale staged uploads", count=removed)
 
+
+def bind_socket(address: ListenAddress) -> socket.socket:
+    """A listening socket that several worker processes can accept on."""
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.create_server(
+        (address.host, address.port), family=family, backlog=1024
+    )
+    sock.setblocking(False)
+    return sock
+
+
+def listen(app: App, inherited: socket.socket | None = None) -> IListeningPort:
+    """Serve ``app`` on ``server.listen_address``, or on an inherited socket.
+
+    A worker process gets its socket from the supervisor, which prepared the
+    store and announced the address once for all of them.
+    """
+    site = make_site(app)
+    if inherited is not None:
+        return app.reactor.adoptStreamPort(inherited.fileno(), inherited.family, site)
+
+    prepare_store(app)
     address = app.config.server.listen_address
-    port = app.reactor.listenTCP(address.port, make_site(app), interface=address.host)
-    bound = port.getHost()
-    host = f"[{bound.host}]" if ":" in bound.host else bound.host
+    port = app.reactor.listenTCP(address.port, site, interface=address.host)
+    announce(app, port.getHost().host, port.getHost().port)
+    return port
+
+
+def announce(app: App, host: str, port: int) -> None:
+    """Log the address tests, operators and scripts look for."""
     app.log.info(
         "Listening on http://{host}:{port}/ storing in {storage}",
-        host=host,
-        port=bound.port,
+        host=f"[{host}]" if ":" in host else host,
+        port=port,
         storage=str(app.store.root.resolve()),
     )
-    return port
 
 
 def install_graceful_stop(app: App, port: IListeningPort) -> None:

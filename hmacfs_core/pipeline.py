@@ -44,6 +44,9 @@ BASELINE_READ_SIZE = 64 * 1024
 #: ``Retry-After`` for server-side upload failures before any multiplier.
 BASELINE_RETRY_AFTER = 10.0
 
+#: How far socket buffers may exceed ``max_buffer_size`` (see :func:`clamp_plan`).
+SOCKET_BUFFER_FACTOR = 4
+
 #: Bounds of the plan fields that ``[performance]`` does not bound.
 IDLE_TIMEOUT_BOUNDS = (1.0, 24 * 3600.0)
 RETRY_AFTER_BOUNDS = (1.0, 3600.0)
@@ -77,7 +80,12 @@ def adaptive_start_plan(config: Config) -> TransferPlan:
 
 
 def clamp_plan(config: Config, plan: TransferPlan) -> TransferPlan:
-    """``plan`` with every field inside the configured bounds."""
+    """``plan`` with every field inside the configured bounds.
+
+    Socket buffers are kernel memory sized to the bandwidth-delay product, not
+    per-transfer Python memory, so they may reach ``SOCKET_BUFFER_FACTOR`` times
+    ``max_buffer_size``.
+    """
     low = config.performance.min_buffer_size
     high = config.performance.max_buffer_size
 
@@ -85,7 +93,9 @@ def clamp_plan(config: Config, plan: TransferPlan) -> TransferPlan:
         return max(low, min(high, int(value)))
 
     def optional_buffer(value: int | None) -> int | None:
-        return None if value is None else buffer(value)
+        if value is None:
+            return None
+        return max(low, min(high * SOCKET_BUFFER_FACTOR, int(value)))
 
     return TransferPlan(
         read_size=buffer(plan.read_size),

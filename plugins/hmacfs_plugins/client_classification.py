@@ -248,8 +248,8 @@ class ClientClassification:
         plan.retry_after *= strategy.retry_multiplier
 
         if transfer.client_class == "server":
-            # XXX: the core clamps socket buffers to max_buffer_size like the others,
-            # so the default 1 MiB bound cuts 4 x 1 MiB back to 1 MiB.
+            # The core lets socket buffers reach 4 x max_buffer_size, so the
+            # default server strategy's 4 MiB survives the clamp.
             socket_buffer = SERVER_SOCKET_BUFFER_FACTOR * strategy.buffer_size
             plan.socket_receive_buffer = socket_buffer
             plan.socket_send_buffer = socket_buffer

@@ -539,6 +539,45 @@ class NetworkInterfacesConfig:
     )
 
 
+def _check_history_length(
+    instance: object, attribute: attrs.Attribute[Any], count: int
+) -> None:
+    if not 1 <= count <= 1000:
+        raise ValueError(f"must be between 1 and 1000, got {count}")
+
+
+def _check_window(
+    instance: object, attribute: attrs.Attribute[Any], seconds: float
+) -> None:
+    if not seconds >= 1:
+        raise ValueError(f"must be at least 1s, got {format_duration(seconds)}")
+
+
+@frozen
+class HandoffConfig:
+    """
+    The ``[handoff]`` section: what happens when a phone retries an upload from
+    another address or network (Wi-Fi to LTE), used by ``network_policy``.
+
+    :ivar seamless_switching: treat a retry from a new address or network as the
+        same upload moving, so what was measured on the old network carries over
+        to plan the new attempt; off, every attempt is planned as a new upload.
+    :ivar switch_notification_enabled: log each switch (old and new address and
+        network) so operators can see handoffs happen.
+    :ivar interface_quality_history: throughput measurements kept per upload and
+        network kind, to compare the new network with the old one.
+    :ivar performance_comparison_window: how long an upload's history is kept; a
+        retry after that is a new upload, not a switch.
+    """
+
+    seamless_switching: bool = True
+    switch_notification_enabled: bool = True
+    interface_quality_history: int = field(default=10, validator=_check_history_length)
+    performance_comparison_window: Seconds = field(
+        default=Seconds(600.0), validator=_check_window
+    )
+
+
 BUILTIN_PLUGINS = (
     "buffer_sizing",
     "client_classification",
@@ -586,6 +625,7 @@ class Config:
     performance: PerformanceConfig = Factory(PerformanceConfig)
     client_optimization: ClientOptimizationConfig = Factory(ClientOptimizationConfig)
     network_interfaces: NetworkInterfacesConfig = Factory(NetworkInterfacesConfig)
+    handoff: HandoffConfig = Factory(HandoffConfig)
     plugins: PluginsConfig = Factory(PluginsConfig)
 
 

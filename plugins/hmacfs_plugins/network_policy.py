@@ -20,6 +20,10 @@ into bigger buffers with a hint that another signal contradicts.
 Planning then caps the transfer at its network's ``buffer_size`` (uploads) or
 ``chunk_size`` (downloads) and scales its idle timeout: a constrained link caps
 whatever a client profile asks for, never raises it.
+
+The ``[handoff]`` section applies to uploads retried from another address or
+network (:mod:`hmacfs_plugins.handoff`): the switch is logged and the retry's
+idle timeout stretched by how much slower the new network measured.
 """
 
 from __future__ import annotations
@@ -31,10 +35,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from attrs import define, field, frozen
+from twisted.logger import Logger
 
-from hmacfs_core import TcpStats, Transfer, TransferPlan, hookimpl
+from hmacfs_core import Outcome, TcpStats, Transfer, TransferPlan, hookimpl
 from hmacfs_core.config import NetworkInterfacesConfig, NetworkSettings
 from hmacfs_core.transfer import NETWORK_KINDS
+from hmacfs_plugins.handoff import HandoffTracker, Switch
 
 PLUGIN_NAME = "network_policy"
 
@@ -131,6 +137,8 @@ class NetworkPolicy:
 
     settings: PolicySettings = field(factory=PolicySettings)
     interfaces: NetworkInterfacesConfig = field(factory=NetworkInterfacesConfig)
+    handoff: HandoffTracker = field(factory=HandoffTracker)
+    log: Logger = field(factory=lambda: Logger(namespace="hmacfs.network_policy"))
 
     @hookimpl
     def hmacfs_configure(self, app: Any, settings: Mapping[str, Any]) -> None:
@@ -141,6 +149,7 @@ class NetworkPolicy:
         """
         self.settings = PolicySettings.from_table(settings)
         self.interfaces = app.config.network_interfaces
+        self.handoff.config = app.config.handoff
 
     @hookimpl
     def hmacfs_detect_network(self, transfer: Transfer) -> str | None:
@@ -182,16 +191,45 @@ class NetworkPolicy:
         A cap only ever lowers a size; the timeout multiplier applies on top
         of the client's, since a slow client on a slow link needs both.
         """
-        if transfer.network not in NETWORK_KINDS:
-            return
-        network = self.settings_for(transfer.network)
+        if transfer.network in NETWORK_KINDS:
+            network = self.settings_for(transfer.network)
+            if transfer.direction == "upload":
+                plan.read_size = min(plan.read_size, network.buffer_size)
+                plan.write_buffer_size = min(
+                    plan.write_buffer_size, network.buffer_size
+                )
+            else:
+                plan.chunk_size = min(plan.chunk_size, network.chunk_size)
+            plan.idle_timeout *= network.timeout_multiplier
 
-        if transfer.direction == "upload":
-            plan.read_size = min(plan.read_size, network.buffer_size)
-            plan.write_buffer_size = min(plan.write_buffer_size, network.buffer_size)
-        else:
-            plan.chunk_size = min(plan.chunk_size, network.chunk_size)
-        plan.idle_timeout *= network.timeout_multiplier
+        switch = self.handoff.observe(transfer, transfer.started)
+        if switch is not None:
+            self._follow_switch(transfer, plan, switch)
+
+    @hookimpl
+    def hmacfs_transfer_finished(self, transfer: Transfer, outcome: Outcome) -> None:
+        """Keep what the upload reached on this network, for a later switch."""
+        self.handoff.record(transfer, outcome)
+
+    def _follow_switch(
+        self, transfer: Transfer, plan: TransferPlan, switch: Switch
+    ) -> None:
+        """Give a retry from a new network the slack that network needs."""
+        plan.idle_timeout *= switch.timeout_scale
+        transfer.notes["handoff"] = switch
+        if not self.handoff.config.switch_notification_enabled:
+            return
+        self.log.info(
+            "Upload {path} moved from {old_peer} ({old_network}) to {new_peer}"
+            " ({new_network}); idle timeout x{scale:.1f}",
+            event="network_switch",
+            path=switch.path,
+            old_peer=switch.old.peer,
+            old_network=switch.old.network or "unknown",
+            new_peer=switch.new.peer,
+            new_network=switch.new.network or "unknown",
+            scale=switch.timeout_scale,
+        )
 
     def settings_for(self, kind: str) -> NetworkSettings:
         """The ``[network_interfaces.<kind>]`` table."""

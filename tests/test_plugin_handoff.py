@@ -7,11 +7,11 @@ import os
 import time
 
 import pytest
+from hmacfs_plugins.handoff import HandoffTracker
 from serverproc import RunningServer
 
 from hmacfs_core import Outcome, Transfer
 from hmacfs_core.config import HandoffConfig
-from hmacfs_plugins.handoff import HandoffTracker
 
 ADAPTIVE = """
 [performance]

@@ -43,6 +43,7 @@ class App:
     plugins: PluginHooks = field(init=False)
     pipeline: Pipeline = field(init=False)
     active_transfers: set[Any] = field(factory=set, init=False)
+    draining: bool = field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         """Load and configure the plugins; a bad one stops the start here.

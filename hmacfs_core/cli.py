@@ -58,7 +58,9 @@ def _make_parser() -> argparse.ArgumentParser:
 
     sign = commands.add_parser("sign", help="print a signed PUT URL")
     sign.add_argument("path", help="upload path, e.g. 'abc123/photo.jpg'")
-    sign.add_argument("--size", type=int, required=True, help="exact body size")
+    sign.add_argument(
+        "--size", type=_byte_count, required=True, help="exact body size in bytes"
+    )
     sign.add_argument("--type", default=None, help="Content-Type (signed by v2/token)")
     sign.add_argument("--protocol", choices=("v1", "v2", "token", "v3"), default="v1")
     sign.add_argument("--expires", default=None, help="v3 lifetime, e.g. '1h'")
@@ -78,6 +80,7 @@ def _make_parser() -> argparse.ArgumentParser:
 
 def _serve(arguments: argparse.Namespace) -> int:
     from twisted.internet import reactor
+    from twisted.internet.error import CannotListenError
 
     from hmacfs_core.app import App
     from hmacfs_core.logs import start_logging
@@ -109,7 +112,12 @@ def _serve(arguments: argparse.Namespace) -> int:
     inherited = None
     if arguments.worker_fd is not None:
         inherited = socket.socket(fileno=arguments.worker_fd)
-    port = listen(app, inherited)
+    try:
+        port = listen(app, inherited)
+    except (CannotListenError, OSError) as error:
+        address = config.server.listen_address
+        print(f"hmacfs: cannot listen on {address}: {_reason(error)}", file=sys.stderr)
+        return 2
     if inherited is not None:
         # The reactor holds its own duplicate of the descriptor.
         inherited.close()
@@ -137,7 +145,11 @@ def _sign(arguments: argparse.Namespace) -> int:
 
     expires = None
     if arguments.protocol == "v3":
-        lifetime = parse_duration(arguments.expires or "1h")
+        try:
+            lifetime = parse_duration(arguments.expires or "1h")
+        except ValueError as error:
+            print(f"hmacfs sign: --expires: {error}", file=sys.stderr)
+            return 2
         expires = int(time.time() + lifetime)
     elif arguments.expires is not None:
         print("hmacfs sign: only v3 URLs expire; drop --expires", file=sys.stderr)
@@ -154,6 +166,19 @@ def _sign(arguments: argparse.Namespace) -> int:
     base_url = arguments.base_url or _base_url(config)
     print(f"{base_url.rstrip('/')}/{encode_path(upload_path.text)}?{query}")
     return 0
+
+
+def _reason(error: BaseException) -> str:
+    """The operating system's words for a failed listen, without a traceback."""
+    cause = getattr(error, "socketError", None) or error
+    return getattr(cause, "strerror", None) or str(cause)
+
+
+def _byte_count(text: str) -> int:
+    """A ``--size``: the exact number of bytes the client will send."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes")
+    return int(text)
 
 
 def _check_config(arguments: argparse.Namespace) -> int:
@@ -256,8 +281,16 @@ def _greet_newcomer(config: Config, secret: str, port: int) -> None:
         content_type=None,
         expires=None,
     )
-    host = config.server.listen_address.host
-    url = f"http://{host}:{port}{config.server.base_path}{path}"
+    address = config.server.listen_address
+    base_url = _base_url(
+        attrs.evolve(
+            config,
+            server=attrs.evolve(
+                config.server, listen_address=ListenAddress(address.host, port)
+            ),
+        )
+    )
+    url = f"{base_url}{path}"
     print(
         "\nNo secret configured: generated one for this run only.\n"
         f"  export HMACFS_SECRET='{secret}'   # to sign URLs with 'hmacfs sign'\n"

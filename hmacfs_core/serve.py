@@ -74,6 +74,8 @@ def install_graceful_stop(app: App, port: IListeningPort) -> None:
 
 
 async def _drain(app: App, port: IListeningPort) -> None:
+    # New requests on connections already open get 503 from now on.
+    app.draining = True
     await port.stopListening()
     grace = app.config.server.shutdown_grace
     deadline = app.reactor.seconds() + grace

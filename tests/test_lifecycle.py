@@ -54,6 +54,27 @@ def test_a_draining_server_accepts_no_new_connections(make_server) -> None:
     sock.close()
 
 
+def test_a_draining_server_answers_503_on_connections_already_open(
+    make_server,
+) -> None:
+    server = make_server('shutdown_grace = "20s"')
+    server.put("d/file.txt", b"x")
+    path, upload = _start_upload(server, 1000, b"x" * 10)
+    idle = server.connect()
+    request = b"GET /d/file.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert status_of(raw_exchange(idle, request, read_until_close=False)) == 200
+    time.sleep(0.3)
+
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    answer = raw_exchange(idle, request)
+    idle.close()
+    upload.close()
+
+    assert status_of(answer) == 503
+    assert b"Retry-After: 10" in answer
+
+
 def test_uploads_still_running_after_the_grace_period_are_cut_cleanly(
     make_server,
 ) -> None:

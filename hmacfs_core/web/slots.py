@@ -12,6 +12,10 @@ from hmacfs_core.web.request import StreamingRequest, UploadRefused
 from hmacfs_core.web.transfer_log import track_transfer
 from hmacfs_core.web.upload import UploadReceiver, respond
 
+#: What a client is told to wait when it asks a server that is stopping: long
+#: enough for a restart.
+DRAINING_RETRY_AFTER = 10
+
 
 class SlotResource(Resource):
     """Every path below the mount point is a slot; this resource is a leaf.
@@ -34,6 +38,13 @@ class SlotResource(Resource):
         Twisted answers 501 for methods its ``Site`` does not know (DELETE,
         PATCH); a slot URL only ever allows these four, so 405 with ``Allow``.
         """
+        if self.app.draining and request not in self.app.active_transfers:
+            # Only requests that began before the stop signal are still served.
+            request.setResponseCode(503)
+            request.setHeader(b"retry-after", b"%d" % DRAINING_RETRY_AFTER)
+            request.setHeader(b"connection", b"close")
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"shutting down\n"
         if request.method not in self.allowedMethods:
             request.setResponseCode(405)
             request.setHeader(b"allow", ALLOWED_METHODS)
@@ -44,6 +55,10 @@ class SlotResource(Resource):
     def begin_upload(self, request: StreamingRequest) -> UploadReceiver:
         track_transfer(self.app, request)
         apply_cors(self.app.config.downloads.allowed_origins, request)
+        if self.app.draining:
+            raise UploadRefused(
+                503, "shutting down", {b"retry-after": b"%d" % DRAINING_RETRY_AFTER}
+            )
         if request.method != b"PUT":
             raise UploadRefused(405, "method not allowed", {b"allow": ALLOWED_METHODS})
         return UploadReceiver.begin(self.app, request)

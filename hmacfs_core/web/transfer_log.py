@@ -30,6 +30,13 @@ def track_transfer(app: App, request: Request) -> None:
         if run is not None:
             run.finish(_outcome(request, completed, seconds))
         transfer = run.transfer if run is not None else None
+        refused = getattr(request, "refused", None)
+        if refused is not None:
+            # Answered from the headers; the connection then closed on a body
+            # that was never wanted. The client did get its status.
+            status: object = refused.code
+        else:
+            status = request.code if completed else "aborted"
         app.log.info(
             "{method} {path} {status} {bytes} bytes in {seconds:.3f}s from {peer}"
             " ({arm}, {client_class})",
@@ -37,7 +44,7 @@ def track_transfer(app: App, request: Request) -> None:
             client_class=(transfer.client_class if transfer else None) or "unknown",
             method=request.method.decode("latin-1"),
             path=request.path.decode("latin-1"),
-            status=request.code if completed else "aborted",
+            status=status,
             bytes=_bytes_moved(request),
             seconds=seconds,
             peer=_peer(request),

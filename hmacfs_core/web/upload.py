@@ -28,7 +28,7 @@ from twisted.web.server import Request
 
 from hmacfs_core.app import App
 from hmacfs_core.paths import PathRefused, UploadPath, parse_upload_path
-from hmacfs_core.pipeline import TransferRun
+from hmacfs_core.pipeline import BASELINE_RETRY_AFTER, TransferRun
 from hmacfs_core.signatures import find_signature, verify_upload
 from hmacfs_core.storage import DEFAULT_CONTENT_TYPE, PublishResult, StagedFile
 from hmacfs_core.web.request import StreamingRequest, UploadRefused
@@ -127,7 +127,9 @@ class UploadReceiver:
         try:
             staged = app.store.stage()
         except OSError as error:
-            raise _storage_refusal(error) from None
+            refusal = _storage_refusal(error)
+            refusal.headers[b"retry-after"] = b"%d" % BASELINE_RETRY_AFTER
+            raise refusal from None
 
         run = app.pipeline.start(
             request, "upload", upload_path.text, size, content_type

@@ -186,11 +186,15 @@ def start_server(
     workdir.mkdir(parents=True, exist_ok=True)
     storage = workdir / "store"
     config = workdir / "hmacfs.toml"
-    security = "" if "[security]" in settings else f'[security]\nsecret = "{secret}"\n'
+    security = (
+        ""
+        if "[security]" in settings
+        else f"[security]\nsecret = {json.dumps(secret)}\n"
+    )
     config.write_text(
         "[server]\n"
         'listen_address = "127.0.0.1:0"\n'
-        f'storage_path = "{storage}"\n'
+        f"storage_path = {json.dumps(str(storage))}\n"
         f"{settings}\n{security}",
         encoding="utf-8",
     )

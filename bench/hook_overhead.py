@@ -68,9 +68,10 @@ class _Request:
 
 
 def _app(plugins: tuple[str, ...]) -> App:
-    names = ", ".join(f'"{name}"' for name in plugins)
+    disabled = ", ".join(f'"{name}"' for name in BUILTIN_PLUGINS if name not in plugins)
     config = parse_config(
-        f"[performance]\nadaptive_buffers = true\n[plugins]\nenabled = [{names}]\n"
+        "[performance]\nadaptive_buffers = true\nfully_adaptive = true\n"
+        f"[plugins]\ndisabled = [{disabled}]\n"
     )
     return App(config=config, secret=b"s", reactor=Clock())
 

@@ -381,6 +381,13 @@ def _check_multiplier(
         raise ValueError(f"must be between 0.1 and 100, got {factor}")
 
 
+def _check_percent(
+    instance: object, attribute: attrs.Attribute[Any], value: int
+) -> None:
+    if not 0 <= value <= 100:
+        raise ValueError(f"must be between 0 and 100, got {value}")
+
+
 def _check_interval(
     instance: object, attribute: attrs.Attribute[Any], seconds: float
 ) -> None:
@@ -413,6 +420,17 @@ class PerformanceConfig:
         comes over.
     :ivar performance_history_samples: how many throughput samples per buffer
         size the learner averages over.
+    :ivar adaptive_uploads: uploads may take the adaptive arm; off, every upload
+        is baseline.
+    :ivar adaptive_downloads: downloads may take the adaptive arm; off, every
+        download is baseline.
+    :ivar fully_adaptive: the normal routes (slot URLs, ``/upload``,
+        ``/download/``) are all adaptive: the last step of a rollout.
+    :ivar testing_mode: run both arms side by side: ``/upload/auto`` splits by
+        ``rollout_percent`` while the normal routes stay baseline.
+    :ivar rollout_percent: the share of transfers, 0 to 100, that take the
+        adaptive arm: on ``/upload/auto`` in testing mode, else on the normal
+        routes. Chosen per path, so a retry lands on the same arm.
     """
 
     adaptive_buffers: bool = False
@@ -431,6 +449,11 @@ class PerformanceConfig:
     client_profiling: bool = True
     connection_type_detection: bool = True
     performance_history_samples: int = field(default=50, validator=_check_sample_count)
+    adaptive_uploads: bool = True
+    adaptive_downloads: bool = True
+    fully_adaptive: bool = False
+    testing_mode: bool = False
+    rollout_percent: int = field(default=0, validator=_check_percent)
 
 
 @frozen
@@ -591,23 +614,33 @@ class PluginsConfig:
     """
     The ``[plugins]`` section: which plugins run, and their own settings.
 
-    :ivar enabled: plugins to load, by entry-point name. The built-ins are
-        enabled by default; a third-party plugin runs only once it is listed
-        here, so installing a package never changes a server by itself.
-    :ivar disabled: plugins not to load even if enabled (a quick way to turn one
-        built-in off).
+    :ivar enabled: third-party plugins to load, by entry-point name. A plugin
+        runs only once it is listed here, so installing a package never changes
+        a server by itself. The built-ins always load unless disabled; listing
+        one here changes nothing.
+    :ivar disabled: plugins not to load, built-ins included.
     :ivar settings: each ``[plugins.<name>]`` table, handed to that plugin's
         ``hmacfs_configure``.
     """
 
-    enabled: tuple[str, ...] = BUILTIN_PLUGINS
+    enabled: tuple[str, ...] = ()
     disabled: tuple[str, ...] = ()
     settings: Mapping[str, Mapping[str, Any]] = Factory(dict)
 
     @property
     def active(self) -> tuple[str, ...]:
-        """The plugins to load, in the order named."""
-        return tuple(name for name in self.enabled if name not in self.disabled)
+        """The plugins to load: the built-ins, then ``enabled`` in its order.
+
+        This is also the order hooks run in within each of the ``tryfirst``,
+        plain and ``trylast`` groups, so a third-party plugin listed here has
+        the last word over the built-ins in its group.
+        """
+        named = [*BUILTIN_PLUGINS, *self.enabled]
+        return tuple(
+            name
+            for index, name in enumerate(named)
+            if name not in self.disabled and name not in named[:index]
+        )
 
 
 @frozen

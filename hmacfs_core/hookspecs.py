@@ -96,6 +96,10 @@ def hmacfs_transfer_finished(transfer: Transfer, outcome: Outcome) -> None:
 def hmacfs_choose_arm(transfer: Transfer) -> Arm | None:
     """Choose the pipeline for this transfer: ``"baseline"`` or ``"adaptive"``.
 
-    Called once per transfer when ``[performance] adaptive_buffers`` is on. The
-    first non-None answer wins; with none, the transfer is adaptive.
+    Called once per transfer that the flags allow to be adaptive
+    (``adaptive_buffers``, and ``adaptive_uploads`` or ``adaptive_downloads``
+    for its direction). The first non-None answer wins; with none, the rollout
+    keys decide from ``transfer.route`` and ``rollout_percent``
+    (:mod:`hmacfs_core.rollout`). Answer per path, not at random, so that a
+    retried upload lands on the same arm.
     """

@@ -7,9 +7,9 @@ writer, the download producer and the timeouts. While the transfer runs, a timer
 hands throughput samples to the plugins every
 ``[performance] buffer_optimization_interval``; nothing runs per chunk.
 
-With ``[performance] adaptive_buffers = false`` only the finished hook runs (so
-monitors see baseline outcomes too); the plan is the baseline, applied by
-nobody, which is exactly the core server's behaviour.
+A baseline transfer (``adaptive_buffers = false``, or the rollout says so) runs
+only the finished hook, so monitors see baseline outcomes too; its plan is the
+baseline, applied by nobody, which is exactly the core server's behaviour.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from attrs import define, field
@@ -30,8 +30,10 @@ from twisted.web.server import Request
 
 from hmacfs_core.config import Config
 from hmacfs_core.plugins import PluginHooks
+from hmacfs_core.rollout import adaptive_allowed, default_arm
 from hmacfs_core.tcpinfo import read_tcp_stats
 from hmacfs_core.transfer import (
+    Arm,
     Direction,
     Outcome,
     ProgressSample,
@@ -129,6 +131,7 @@ class Pipeline:
         path: str,
         size: int | None,
         content_type: str | None,
+        route: str = "slot",
     ) -> TransferRun:
         """Decide the plan of a transfer whose headers are in."""
         transfer = Transfer(
@@ -142,20 +145,28 @@ class Pipeline:
             headers=_headers(request),
             tcp=None,
             started=time.monotonic(),
+            route=route,
         )
         run = TransferRun(pipeline=self, transfer=transfer, request=request)
-        if not self.config.performance.adaptive_buffers:
-            transfer.plan = baseline_plan(self.config)
-            return run
-
-        arm, _ = self.hooks.call_first("hmacfs_choose_arm", transfer=transfer)
-        transfer.arm = "baseline" if arm == "baseline" else "adaptive"
+        transfer.arm = self._choose_arm(run)
         if transfer.arm == "baseline":
             transfer.plan = baseline_plan(self.config)
-            return run
-
-        self._plan_adaptive(run)
+        else:
+            self._plan_adaptive(run)
         return run
+
+    def _choose_arm(self, run: TransferRun) -> Arm:
+        """Flags first, then the plugins (a rollback monitor), then the rollout."""
+        transfer = run.transfer
+        performance = self.config.performance
+        if not adaptive_allowed(performance, transfer):
+            return "baseline"
+
+        chosen, by = self.hooks.call_first("hmacfs_choose_arm", transfer=transfer)
+        if chosen in ("baseline", "adaptive"):
+            run.decided_by["arm"] = by
+            return cast(Arm, chosen)
+        return default_arm(performance, transfer)
 
     def _plan_adaptive(self, run: TransferRun) -> None:
         transfer = run.transfer

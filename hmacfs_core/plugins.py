@@ -13,6 +13,7 @@ stop the others or the transfer.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import importlib.metadata
 from collections.abc import Callable, Iterable, Mapping
@@ -106,18 +107,32 @@ class PluginHooks:
 
     manager: pluggy.PluginManager
     on_error: Callable[[str, str, BaseException], None]
+    order: tuple[str, ...] = ()
     _calls: dict[str, list[_Implementation]] = field(factory=dict)
 
     def resolve(self) -> None:
-        """Snapshot each hook's implementations, in pluggy's call order."""
+        """Snapshot each hook's implementations in their call order.
+
+        ``tryfirst`` implementations run first and ``trylast`` ones last; within
+        each group plugins run in ``order`` (the built-ins, then ``[plugins]
+        enabled``). pluggy's own order depends on registration in a way that
+        differs between the groups; one rule is easier to write plugins for.
+        """
         self._calls = {}
         for hook_name in HOOK_NAMES:
             caller = getattr(self.manager.hook, hook_name)
-            # pluggy calls the last of get_hookimpls() first.
+            impls = sorted(caller.get_hookimpls(), key=self._call_position)
             self._calls[hook_name] = [
                 _Implementation(impl.plugin_name, impl.function, tuple(impl.argnames))
-                for impl in reversed(caller.get_hookimpls())
+                for impl in impls
             ]
+
+    def _call_position(self, impl: pluggy.HookImpl) -> tuple[int, int]:
+        group = 0 if impl.tryfirst else 2 if impl.trylast else 1
+        rank = (
+            self.order.index(impl.plugin_name) if impl.plugin_name in self.order else 0
+        )
+        return group, rank
 
     def has(self, hook_name: str) -> bool:
         return bool(self._calls.get(hook_name))
@@ -134,12 +149,17 @@ class PluginHooks:
             with its plugin's name, the ``plan`` argument as it was before (as a
             dict) and the plan itself.
         """
+        plan = arguments.get("plan")
         for impl in self._calls[hook_name]:
-            before = attrs.asdict(arguments["plan"]) if after_each else {}
+            before = attrs.asdict(plan) if after_each else {}
+            kept = copy.copy(plan) if plan is not None else None
             try:
                 impl.function(**{name: arguments[name] for name in impl.argnames})
             except Exception as error:
                 self.on_error(impl.plugin_name, hook_name, error)
+                if kept is not None:
+                    # As if the plugin had done nothing: undo its half-made plan.
+                    _restore(plan, kept)
             if after_each is not None:
                 after_each(impl.plugin_name, before, arguments["plan"])
 
@@ -183,6 +203,7 @@ def load_plugins(
             manager.register(plugin, name=name)
         except pluggy.PluginValidationError as error:
             raise PluginError(name, str(error)) from None
+        _refuse_wrappers(manager, name)
 
     try:
         manager.check_pending()
@@ -190,7 +211,7 @@ def load_plugins(
         name = manager.get_name(error.plugin) or "?"
         raise PluginError(name, _pending_problem(error)) from None
 
-    hooks = PluginHooks(manager=manager, on_error=on_error)
+    hooks = PluginHooks(manager=manager, on_error=on_error, order=config.plugins.active)
     hooks.resolve()
     return hooks
 
@@ -216,6 +237,14 @@ def configure_plugins(hooks: PluginHooks, app: object, config: Config) -> None:
         name = sorted(unused)[0]
         raise PluginError(name, f"has a [plugins.{name}] table but is not enabled")
 
+    configurable = {
+        impl.plugin_name for impl in hooks.manager.hook.hmacfs_configure.get_hookimpls()
+    }
+    for name in sorted(set(config.plugins.settings) - configurable):
+        raise PluginError(
+            name, f"takes no settings, but a [plugins.{name}] table gives some"
+        )
+
 
 def _check_names(
     enabled: Iterable[str], disabled: Iterable[str], available: Mapping[str, PluginInfo]
@@ -227,6 +256,23 @@ def _check_names(
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         installed = ", ".join(sorted(available)) or "none"
         raise PluginError(name, f"not installed{hint}; installed plugins: {installed}")
+
+
+def _refuse_wrappers(manager: pluggy.PluginManager, name: str) -> None:
+    """Hook wrappers would never run: hooks are called one by one, not by pluggy."""
+    for caller in manager.get_hookcallers(manager.get_plugin(name)) or []:
+        for impl in caller.get_hookimpls():
+            if impl.plugin_name == name and (impl.wrapper or impl.hookwrapper):
+                raise PluginError(
+                    name,
+                    f"{caller.name} is a hook wrapper; hmacfs calls each "
+                    "implementation on its own, so wrappers are not supported",
+                )
+
+
+def _restore(plan: Any, kept: Any) -> None:
+    for attribute in attrs.fields(type(plan)):
+        setattr(plan, attribute.name, getattr(kept, attribute.name))
 
 
 def _instantiate(name: str, info: PluginInfo) -> object:

@@ -70,8 +70,11 @@ class Transfer:
     """One upload or download, as known when its headers arrived.
 
     Plugins read it; the core sets ``arm``, ``client_class``, ``network`` and
-    ``plan`` as the pipeline decides them. ``notes`` is free for plugins to keep
-    per-transfer state between hooks (key it by plugin name).
+    ``plan`` as the pipeline decides them. ``route`` names the URL family the
+    transfer came through: ``slot`` (XEP-0363 URLs), ``upload``, ``download``,
+    ``upload/adaptive``, ``download/adaptive`` or ``upload/auto``. ``notes`` is
+    free for plugins to keep per-transfer state between hooks (key it by plugin
+    name).
     """
 
     id: str
@@ -84,6 +87,7 @@ class Transfer:
     headers: Mapping[str, str]
     tcp: TcpStats | None
     started: float
+    route: str = "slot"
     arm: Arm = "baseline"
     client_class: str | None = None
     network: str | None = None
@@ -122,8 +126,10 @@ class Outcome:
 
     :ivar succeeded: the client got its file (or its upload was stored).
     :ivar status: the HTTP status sent, or None when the connection was cut.
-    :ivar reason: ``"ok"`` or a short cause (``"cut"``, ``"timeout"``,
-        ``"storage error"``...).
+    :ivar reason: ``"ok"``, ``"cut"`` (the connection ended before the answer:
+        the client left, or stalled past the idle timeout) or ``"status N"``
+        for a server-side failure. Client errors such as 409 are successes for
+        the server: the transfer worked as specified.
     :ivar bytes: body bytes moved.
     :ivar seconds: from the headers to the end.
     """

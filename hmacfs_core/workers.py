@@ -75,6 +75,10 @@ class Supervisor:
         ]
         process = subprocess.Popen(command, pass_fds=(sock.fileno(),))
         self.workers[process.pid] = (index, time.monotonic())
+        if self.stopping:
+            # The stop signal came while this worker was being started, before
+            # its pid was known to the handler that passes signals on.
+            os.kill(process.pid, signal.SIGTERM)
 
     def _reap(self, pid: int, status: int, sock: socket.socket) -> bool:
         """Forget a worker that exited; start it again unless stopping."""

@@ -37,6 +37,7 @@ ALL_PLUGINS = json.dumps([*BUILTIN_PLUGINS, "fixed_plan"])
 PINNED_LOOPBACK = f"""
 [performance]
 adaptive_buffers = true
+fully_adaptive = true
 [logging]
 level = "debug"
 format = "json"
@@ -210,13 +211,10 @@ def test_bad_settings_are_refused_naming_the_key(settings: str, expected: str) -
     assert expected in refusal(settings)
 
 
-def test_it_refuses_to_start_where_the_learner_would_plan_after_it() -> None:
-    enabled = '["fixed_plan", "buffer_sizing"]'
+def test_its_plan_has_the_last_word_over_the_learner_whatever_the_order() -> None:
+    app = make_app('networks = ["10.0.0.0/8"]\nbuffer_size = "32KiB"', '["fixed_plan"]')
 
-    problem = refusal('networks = ["10.0.0.0/8"]\nbuffer_size = "32KiB"', enabled)
-
-    assert "'buffer_sizing'" in problem
-    assert "[plugins] enabled" in problem
+    assert planned(app, "10.9.8.7").write_buffer_size == 32 * KiB
 
 
 def test_it_starts_with_the_learner_disabled_whatever_the_order() -> None:

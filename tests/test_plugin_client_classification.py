@@ -76,7 +76,8 @@ USER_AGENT_OF = {
 def make_app(settings: str = "") -> App:
     """A real app with only this plugin, configured from ``settings`` (TOML)."""
     config = parse_config(
-        f'{settings}\n[plugins]\nenabled = ["client_classification"]\n'
+        f"{settings}\n[plugins]\n"
+        'disabled = ["buffer_sizing", "network_policy", "rollback_monitor"]\n'
     )
     return App(config, secret=b"secret", reactor=MemoryReactorClock())
 
@@ -507,6 +508,7 @@ def test_a_class_without_a_strategy_leaves_the_plan_alone(
 SERVER_SETTINGS = """
 [performance]
 adaptive_buffers = true
+fully_adaptive = true
 max_buffer_size = "8MiB"
 
 [logging]
@@ -514,7 +516,7 @@ level = "debug"
 format = "json"
 
 [plugins]
-enabled = ["client_classification"]
+disabled = ["buffer_sizing", "network_policy", "rollback_monitor"]
 
 [client_optimization.strategy_mobile]
 buffer_size = "48KiB"

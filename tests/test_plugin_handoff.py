@@ -16,8 +16,9 @@ from hmacfs_core.config import HandoffConfig
 ADAPTIVE = """
 [performance]
 adaptive_buffers = true
+fully_adaptive = true
 [plugins]
-enabled = ["network_policy"]
+disabled = ["buffer_sizing", "client_classification", "rollback_monitor"]
 [logging]
 level = "debug"
 format = "json"

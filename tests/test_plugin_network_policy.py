@@ -349,9 +349,7 @@ def test_an_unknown_network_leaves_the_plan_alone(kind: str | None) -> None:
 
 
 def test_a_constrained_link_caps_what_the_client_profile_asks_for() -> None:
-    config = parse_config(
-        '[plugins]\nenabled = ["client_classification", "network_policy"]'
-    )
+    config = parse_config('[plugins]\ndisabled = ["buffer_sizing", "rollback_monitor"]')
     app = App(config, secret=b"secret", reactor=MemoryReactorClock())
     transfer = make_transfer(
         headers=hinted("cellular"), direction="download", user_agent="curl/8.5.0"
@@ -417,6 +415,7 @@ def test_default_settings_use_the_x_network_type_hint_and_no_ranges() -> None:
 SERVER_SETTINGS = """
 [performance]
 adaptive_buffers = true
+fully_adaptive = true
 initial_buffer_size = "512KiB"
 max_buffer_size = "8MiB"
 
@@ -425,7 +424,7 @@ level = "debug"
 format = "json"
 
 [plugins]
-enabled = ["client_classification", "network_policy"]
+disabled = ["buffer_sizing", "rollback_monitor"]
 
 [plugins.network_policy]
 ranges.vpn = ["127.0.0.2/32"]

@@ -16,6 +16,7 @@ import hmacfs_core
 ADAPTIVE_DEBUG = """
 [performance]
 adaptive_buffers = true
+fully_adaptive = true
 [logging]
 level = "debug"
 format = "json"
@@ -196,7 +197,9 @@ def test_disabling_a_builtin_plugin_takes_it_out_of_the_decisions(
 def test_hmacfs_plugins_lists_builtins_and_third_parties(tmp_path: Path) -> None:
     env = install_plugin(tmp_path / "site", "planner", PLAN_FROM_SETTINGS)
     config = tmp_path / "c.toml"
-    config.write_text('[plugins]\nenabled = ["planner", "buffer_sizing"]\n')
+    config.write_text(
+        '[plugins]\nenabled = ["planner"]\ndisabled = ["rollback_monitor"]\n'
+    )
 
     result = subprocess.run(
         [sys.executable, "-m", "hmacfs_core", "plugins", "--config", str(config)],

@@ -22,7 +22,7 @@ from twisted.web.server import Request
 from hmacfs_core.app import App
 from hmacfs_core.paths import PathRefused, parse_upload_path
 from hmacfs_core.storage import StoredFile
-from hmacfs_core.web.routing import relative_raw_path
+from hmacfs_core.web.routing import relative_raw_path, request_route
 
 #: Types a browser may show in its own window; the rest is offered as a download.
 INLINE_TYPE_PREFIXES = ("image/", "video/", "audio/")
@@ -70,10 +70,9 @@ class StoredFileResource(static.File):
 
 def render_download(app: App, request: Request) -> bytes | int:
     """Answer a GET or HEAD for the stored file at the request's path."""
+    route = request_route(request, app.config.server.base_path)
     try:
-        upload_path = parse_upload_path(
-            relative_raw_path(request), app.config.server.base_path
-        )
+        upload_path = parse_upload_path(relative_raw_path(request), route.prefix)
     except PathRefused:
         return _not_found(request)
 
@@ -88,7 +87,12 @@ def render_download(app: App, request: Request) -> bytes | int:
         return b""
 
     run = app.pipeline.start(
-        request, "download", upload_path.text, stored.size, stored.content_type
+        request,
+        "download",
+        upload_path.text,
+        stored.size,
+        stored.content_type,
+        route=route.name,
     )
     request.transfer_run = run
     resource = StoredFileResource(stored, run.plan.chunk_size)

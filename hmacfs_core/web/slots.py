@@ -1,4 +1,5 @@
-"""The XEP-0363 slot URLs: PUT uploads, GET/HEAD downloads, OPTIONS preflight."""
+"""The XEP-0363 slot URLs (PUT uploads, GET/HEAD downloads, OPTIONS preflight)
+and the download routes that share their files."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from hmacfs_core.app import App
 from hmacfs_core.web.cors import ALLOWED_METHODS, apply_cors, render_preflight
 from hmacfs_core.web.download import render_download
 from hmacfs_core.web.request import StreamingRequest, UploadRefused
+from hmacfs_core.web.routing import route_for
 from hmacfs_core.web.transfer_log import track_transfer
 from hmacfs_core.web.upload import UploadReceiver, respond
 
@@ -45,6 +47,17 @@ class SlotResource(Resource):
             request.setHeader(b"connection", b"close")
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"shutting down\n"
+        route = route_for(
+            request,
+            self.app.config.server.base_path,
+            self.app.config.performance.adaptive_buffers,
+        )
+        if route is None:
+            request.setResponseCode(404)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"not found\n"
+        request.route = route
+
         if request.method not in self.allowedMethods:
             request.setResponseCode(405)
             request.setHeader(b"allow", ALLOWED_METHODS)

@@ -32,7 +32,7 @@ from hmacfs_core.pipeline import BASELINE_RETRY_AFTER, TransferRun
 from hmacfs_core.signatures import find_signature, verify_upload
 from hmacfs_core.storage import DEFAULT_CONTENT_TYPE, PublishResult, StagedFile
 from hmacfs_core.web.request import StreamingRequest, UploadRefused
-from hmacfs_core.web.routing import relative_raw_path
+from hmacfs_core.web.routing import relative_raw_path, request_route
 from hmacfs_core.writer import StagedWriter
 
 
@@ -46,7 +46,8 @@ def authorize_upload(
     config = app.config
     try:
         upload_path = parse_upload_path(
-            relative_raw_path(request), config.server.base_path
+            relative_raw_path(request),
+            request_route(request, config.server.base_path).prefix,
         )
         app.store.locate(upload_path)
     except PathRefused as refusal:
@@ -131,8 +132,9 @@ class UploadReceiver:
             refusal.headers[b"retry-after"] = b"%d" % BASELINE_RETRY_AFTER
             raise refusal from None
 
+        route = request_route(request, app.config.server.base_path)
         run = app.pipeline.start(
-            request, "upload", upload_path.text, size, content_type
+            request, "upload", upload_path.text, size, content_type, route=route.name
         )
         request.transfer_run = run
         return cls(app, request, upload_path, size, content_type, staged, run)

@@ -38,7 +38,6 @@ PLAN_SETTINGS = (*SIZE_SETTINGS, "idle_timeout")
 KNOWN_SETTINGS = ("networks", *PLAN_SETTINGS)
 
 #: The hooks in which this plugin must be the last to touch the plan.
-PLANNING_HOOKS = ("hmacfs_plan_transfer", "hmacfs_transfer_progress")
 
 #: The first 12 bytes of an IPv4 address mapped into IPv6 (RFC 4291, 2.5.5.2).
 IPV4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
@@ -122,23 +121,22 @@ class FixedPlan:
 
     @hookimpl
     def hmacfs_configure(self, app: App, settings: Mapping[str, Any]) -> None:
-        """Read ``[plugins.fixed_plan]`` and check that this plugin plans last.
+        """Read ``[plugins.fixed_plan]``.
 
         :raises ValueError: naming the key (and for ``networks`` the entry) that
-            is wrong, or the plugin that would overwrite this one's plan.
+            is wrong.
         """
         _refuse_unknown_keys(settings)
         ranges = AddressRanges(_read_networks(settings.get("networks")))
         fields = _read_plan_fields(settings, app.config.performance)
         name = app.plugins.manager.get_name(self) or self._name
-        _check_plans_last(app, self)
 
         self._ranges, self._fields, self._name = ranges, fields, name
 
     # trylast: the built-in learner (buffer_sizing) plans last too, so that its
-    # measured sizes replace what strategy plugins guessed. This plugin must come
-    # after even the learner, which trylast alone does not promise: see
-    # _check_plans_last.
+    # measured sizes replace what strategy plugins guessed. Within the trylast
+    # group the built-ins run before the plugins [plugins] enabled lists, so this
+    # pinned plan has the last word over the learner.
     @hookimpl(trylast=True)
     def hmacfs_plan_transfer(self, transfer: Transfer, plan: TransferPlan) -> None:
         """Pin the configured fields for a peer inside the ranges."""
@@ -257,27 +255,6 @@ def _read_idle_timeout(value: object) -> float:
             f"{format_duration(high)}, got {format_duration(seconds)}"
         )
     return seconds
-
-
-def _check_plans_last(app: App, plugin: FixedPlan) -> None:
-    """Refuse to run where another plugin would overwrite the pinned fields.
-
-    ``trylast`` puts this plugin in the last group, the learner's group too; within
-    that group the core calls plugins in the order ``[plugins] enabled`` lists
-    them. A plugin listed after this one would change the plan after it.
-    """
-    for hook_name in PLANNING_HOOKS:
-        # pluggy calls the last of get_hookimpls() first: what comes before this
-        # plugin's implementation runs after it.
-        implementations = getattr(app.plugins.manager.hook, hook_name).get_hookimpls()
-        order = [impl.plugin for impl in implementations]
-        later = [impl.plugin_name for impl in implementations[: order.index(plugin)]]
-        if later:
-            names = ", ".join(repr(name) for name in later)
-            raise ValueError(
-                f"{names} would change the plan after this plugin; "
-                f"list this plugin after {names} in [plugins] enabled"
-            )
 
 
 def _listed(names: tuple[str, ...]) -> str:

@@ -403,24 +403,24 @@ def test_a_switched_transfer_credits_its_outcome_to_no_size() -> None:
 # -- against the real server --------------------------------------------------------
 
 DEBUG_JSON = '[logging]\nlevel = "debug"\nformat = "json"\n'
+ADAPTIVE_FROM_128_KIB = (
+    "[performance]\n"
+    "adaptive_buffers = true\n"
+    "fully_adaptive = true\n"
+    'initial_buffer_size = "128KiB"\n' + DEBUG_JSON
+)
 
 
 def upload_and_read_decisions(server: RunningServer, size: int) -> dict[str, Any]:
     path = f"{os.urandom(6).hex()}/clip.bin"
     assert server.put(path, os.urandom(size)).status == 201
-    event = server.wait_for_event(event="transfer_decisions", path=path)
-    return event
+    return server.wait_for_event(event="transfer_decisions", path=path)
 
 
 def test_an_adaptive_upload_runs_with_the_initial_size_on_the_writer_and_socket(
     make_server: Any,
 ) -> None:
-    server = make_server(
-        "[performance]\n"
-        "adaptive_buffers = true\n"
-        "fully_adaptive = true\n"
-        'initial_buffer_size = "128KiB"\n' + DEBUG_JSON
-    )
+    server = make_server(ADAPTIVE_FROM_128_KIB)
 
     event = upload_and_read_decisions(server, 2 * MiB)
 
@@ -449,12 +449,7 @@ def test_without_adaptive_buffers_an_upload_keeps_the_baseline_sizes(
 def test_a_small_adaptive_upload_gets_a_buffer_no_larger_than_its_file(
     make_server: Any,
 ) -> None:
-    server = make_server(
-        "[performance]\n"
-        "adaptive_buffers = true\n"
-        "fully_adaptive = true\n"
-        'initial_buffer_size = "128KiB"\n' + DEBUG_JSON
-    )
+    server = make_server(ADAPTIVE_FROM_128_KIB)
 
     event = upload_and_read_decisions(server, 20 * KiB)
 

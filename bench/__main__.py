@@ -168,6 +168,9 @@ def _measure(workload: Workload, server: Server, round_index: int) -> Record:
         error = ""
     except TransferFailed as failure:
         values, error = {}, str(failure)
+    except Exception as failure:
+        # One broken measurement must not lose the rest of a long run.
+        values, error = {}, f"{type(failure).__name__}: {failure}"
     finally:
         server.clear_files()
     seconds = time.perf_counter() - started
@@ -227,6 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for w in workloads
     }
 
+    # A plain `kill` stops the run cleanly too: the servers are stopped and
+    # the storage directory removed on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.perf_counter()
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M")
     storage, storage_note = _storage_root(arguments.storage_dir)

@@ -30,6 +30,9 @@ _BLOCK = memoryview(random.Random(363).randbytes(BLOCK_SIZE))
 #: A transfer that makes no progress for this long has failed.
 SOCKET_TIMEOUT = 120.0
 
+#: The error of an upload given up at its deadline.
+STOPPED = "stopped at the deadline"
+
 
 @frozen
 class Slot:
@@ -86,7 +89,11 @@ class ClientProfile:
 
 @frozen
 class Result:
-    """One finished (or failed) transfer, with times from ``time.perf_counter``."""
+    """One finished (or failed) transfer, with times from ``time.perf_counter``.
+
+    :ivar transferred: body bytes sent (PUT) or received (GET), also of a
+        transfer that failed or was stopped.
+    """
 
     ok: bool
     status: int
@@ -94,6 +101,7 @@ class Result:
     started: float
     finished: float
     error: str = ""
+    transferred: int = 0
 
     @property
     def seconds(self) -> float:
@@ -186,34 +194,50 @@ def _status(head: bytes) -> int:
         return 0
 
 
-def upload(slot: Slot, profile: ClientProfile = ClientProfile()) -> Result:
-    """PUT ``slot.size`` bytes to ``slot`` and read the whole answer."""
+def upload(
+    slot: Slot, profile: ClientProfile = ClientProfile(), deadline: float | None = None
+) -> Result:
+    """PUT ``slot.size`` bytes to ``slot`` and read the whole answer.
+
+    :param deadline: a ``time.perf_counter`` time at which to give up, closing
+        the connection; the result then says how much was sent.
+    """
     started = time.perf_counter()
+    sent = 0
     try:
         with _connect(slot, profile) as sock:
             sock.sendall(_head("PUT", slot.put_target, slot, profile))
             pacer = _Pacer(profile, slot.size)
             chunk = profile.chunk_size()
-            sent = 0
             while sent < slot.size:
+                if deadline is not None:
+                    left = deadline - time.perf_counter()
+                    if left <= 0:
+                        raise TimeoutError(STOPPED)
+                    sock.settimeout(min(SOCKET_TIMEOUT, left))
                 count = min(chunk, slot.size - sent, BLOCK_SIZE)
                 sock.sendall(_BLOCK[:count])
                 sent += count
                 pacer.after(sent)
+            sock.settimeout(SOCKET_TIMEOUT)
             answer = bytearray()
             while piece := sock.recv(65536):
                 answer += piece
     except OSError as error:
-        return Result(False, 0, slot.size, started, time.perf_counter(), repr(error))
+        finished = time.perf_counter()
+        late = deadline is not None and finished >= deadline
+        reason = STOPPED if late else repr(error)
+        return Result(False, 0, slot.size, started, finished, reason, sent)
     status = _status(bytes(answer[:32]))
     ok = 200 <= status < 300
     error = "" if ok else bytes(answer[:200]).decode("latin-1")
-    return Result(ok, status, slot.size, started, time.perf_counter(), error)
+    return Result(ok, status, slot.size, started, time.perf_counter(), error, sent)
 
 
 def download(slot: Slot, profile: ClientProfile = ClientProfile()) -> Result:
     """GET ``slot.get_target`` and read the body to its end."""
     started = time.perf_counter()
+    body = -1
     buffer = bytearray(max(profile.chunk_size(), 65536))
     view = memoryview(buffer)
     try:
@@ -221,7 +245,6 @@ def download(slot: Slot, profile: ClientProfile = ClientProfile()) -> Result:
             sock.sendall(_head("GET", slot.get_target, slot, profile))
             pacer = _Pacer(profile, slot.size)
             head = bytearray()
-            body = -1
             while count := sock.recv_into(view, profile.chunk_size()):
                 if body < 0:
                     head += view[:count]
@@ -232,11 +255,14 @@ def download(slot: Slot, profile: ClientProfile = ClientProfile()) -> Result:
                     body += count
                 pacer.after(max(body, 0))
     except OSError as error:
-        return Result(False, 0, slot.size, started, time.perf_counter(), repr(error))
+        finished = time.perf_counter()
+        got = max(body, 0)
+        return Result(False, 0, slot.size, started, finished, repr(error), got)
     status = _status(bytes(head[:32]))
     ok = 200 <= status < 300 and body == slot.size
     error = "" if ok else f"status {status}, {body} body bytes"
-    return Result(ok, status, slot.size, started, time.perf_counter(), error)
+    finished = time.perf_counter()
+    return Result(ok, status, slot.size, started, finished, error, max(body, 0))
 
 
 def run_together(

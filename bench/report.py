@@ -111,6 +111,9 @@ def _times(value: float | None) -> str:
 
 HMACFS = ("hmacfs-baseline", "hmacfs-adaptive")
 
+#: A load generator this busy may be what limits the server's numbers.
+CLIENT_BOUND_PCT = 85
+
 
 def _at_least(value: float | None, bound: float) -> str:
     if value is None:
@@ -295,6 +298,20 @@ def workload_section(
                 ]
             )
         lines += _table(header, rows)
+        lines.append("")
+
+    busy = [
+        server
+        for server in present
+        if (median_of(records, workload.key, server, "client_cpu_pct") or 0)
+        >= CLIENT_BOUND_PCT
+    ]
+    if busy:
+        lines.append(
+            f"The client used {CLIENT_BOUND_PCT}% of a core or more against "
+            f"{', '.join(busy)}: there the client may have set the pace, and the "
+            "server could be faster than shown."
+        )
         lines.append("")
 
     failed = [r for r in records if r.workload == workload.key and r.error]

@@ -53,7 +53,7 @@ class App:
         self.store = Store(self.config.server.storage_path)
         self.plugins = load_plugins(self.config, on_error=self._plugin_failed)
         configure_plugins(self.plugins, self, self.config)
-        self.pipeline = Pipeline(self.config, self.plugins, self.reactor)
+        self.pipeline = Pipeline(self.config, self.plugins, self.reactor, self.metrics)
 
     def _plugin_failed(self, plugin: str, hook: str, error: BaseException) -> None:
         """A hook raised mid-transfer: log and count it; the transfer goes on."""

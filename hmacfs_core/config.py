@@ -264,6 +264,13 @@ def _check_secret(
         )
 
 
+def _check_admin_token(
+    instance: object, attribute: attrs.Attribute[Any], token: str | None
+) -> None:
+    if token is not None and len(token) < 16:
+        raise ValueError("must be at least 16 characters: it guards admin requests")
+
+
 def _check_protocols(
     instance: object,
     attribute: attrs.Attribute[Any],
@@ -294,6 +301,8 @@ class SecurityConfig:
         doors their weaknesses open.
     :ivar v2_type_from_extension: for v2 signatures, guess the signed content type
         from the file name's extension when the client sends none.
+    :ivar admin_token: the bearer token of admin requests (ending a rollback
+        early); without one the admin routes do not exist.
     """
 
     secret: str | None = field(default=None, validator=_check_secret)
@@ -302,6 +311,7 @@ class SecurityConfig:
         default=("v1", "v2", "token", "v3"), validator=_check_protocols
     )
     v2_type_from_extension: bool = False
+    admin_token: str | None = field(default=None, validator=_check_admin_token)
 
 
 @frozen
@@ -601,6 +611,20 @@ class HandoffConfig:
     )
 
 
+@frozen
+class MetricsConfig:
+    """
+    The ``[metrics]`` section: the Prometheus endpoint.
+
+    :ivar enabled: serve ``/metrics``.
+    :ivar listen_address: serve ``/metrics`` on this address instead of the main
+        one, e.g. to keep it off the public interface.
+    """
+
+    enabled: bool = True
+    listen_address: ListenAddress | None = None
+
+
 BUILTIN_PLUGINS = (
     "buffer_sizing",
     "client_classification",
@@ -659,6 +683,7 @@ class Config:
     client_optimization: ClientOptimizationConfig = Factory(ClientOptimizationConfig)
     network_interfaces: NetworkInterfacesConfig = Factory(NetworkInterfacesConfig)
     handoff: HandoffConfig = Factory(HandoffConfig)
+    metrics: MetricsConfig = Factory(MetricsConfig)
     plugins: PluginsConfig = Factory(PluginsConfig)
 
 
@@ -1163,6 +1188,14 @@ def _cross_section_problems(config: Config) -> list[ConfigProblem]:
             ConfigProblem(
                 "performance.initial_buffer_size",
                 "must lie between min_buffer_size and max_buffer_size",
+            )
+        )
+    if config.server.workers > 1 and config.metrics.listen_address is not None:
+        problems.append(
+            ConfigProblem(
+                "metrics.listen_address",
+                "cannot be used with server.workers > 1: each worker has its own "
+                "metrics, served at /metrics on the main address",
             )
         )
     return problems

@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 
 from hmacfs_core.config import Config
+from hmacfs_core.metrics import Metrics
 from hmacfs_core.plugins import PluginHooks
 from hmacfs_core.rollout import adaptive_allowed, default_arm
 from hmacfs_core.tcpinfo import read_tcp_stats
@@ -122,6 +123,7 @@ class Pipeline:
     config: Config
     hooks: PluginHooks
     clock: Any
+    metrics: Metrics | None = None
     log: Logger = field(factory=lambda: Logger(namespace="hmacfs.pipeline"))
 
     def start(
@@ -192,6 +194,10 @@ class Pipeline:
         )
         run.unclamped = copy.copy(plan)
         transfer.plan = clamp_plan(self.config, plan)
+        if self.metrics is not None and _buffer_of(transfer) != (
+            self.config.performance.initial_buffer_size
+        ):
+            self.metrics.buffer_optimizations.labels(direction=transfer.direction).inc()
 
 
 @define
@@ -324,6 +330,10 @@ class TransferRun:
             self.transfer.plan = clamp_plan(self.pipeline.config, self.plan)
             self._apply_plan(self.plan)
             self.replans += 1
+            if self.pipeline.metrics is not None:
+                self.pipeline.metrics.buffer_optimizations.labels(
+                    direction=self.transfer.direction
+                ).inc()
             if self.debug:
                 self._read_back()
 
@@ -348,6 +358,14 @@ class TransferRun:
             applied=self.applied,
             replans=self.replans,
         )
+
+
+def _buffer_of(transfer: Transfer) -> int | None:
+    """The buffer that matters for the direction: write buffer or chunk."""
+    plan = transfer.plan
+    if plan is None:
+        return None
+    return plan.write_buffer_size if transfer.direction == "upload" else plan.chunk_size
 
 
 def _between(value: float, bounds: tuple[float, float]) -> float:

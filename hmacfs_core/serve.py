@@ -7,9 +7,11 @@ import socket
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import deferLater
+from twisted.web.server import Site
 
 from hmacfs_core.app import App
 from hmacfs_core.config import ListenAddress
+from hmacfs_core.web.service import MetricsResource
 from hmacfs_core.web.site import make_site
 
 #: How often a draining server looks whether its transfers have ended.
@@ -47,6 +49,27 @@ def listen(app: App, inherited: socket.socket | None = None) -> IListeningPort:
     address = app.config.server.listen_address
     port = app.reactor.listenTCP(address.port, site, interface=address.host)
     announce(app, port.getHost().host, port.getHost().port)
+    listen_for_metrics(app)
+    return port
+
+
+def listen_for_metrics(app: App) -> IListeningPort | None:
+    """Serve ``/metrics`` on ``[metrics] listen_address``, when one is set.
+
+    Only a single-process server does: with ``[server] workers`` each process
+    has its own registry, and one port could show only one of them.
+    """
+    metrics = app.config.metrics
+    if not metrics.enabled or metrics.listen_address is None:
+        return None
+    site = Site(MetricsResource(app))
+    site.noisy = False
+    address = metrics.listen_address
+    port = app.reactor.listenTCP(address.port, site, interface=address.host)
+    bound = port.getHost()
+    app.log.info(
+        "Metrics on http://{host}:{port}/metrics", host=bound.host, port=bound.port
+    )
     return port
 
 

@@ -57,8 +57,12 @@ class UploadSink(Protocol):
 class IUploadTarget(Protocol):
     """A resource that takes uploads streamed by :class:`StreamingRequest`."""
 
-    def begin_upload(self, request: StreamingRequest) -> UploadSink:
-        """Authorize from the headers alone; raise :class:`UploadRefused`."""
+    def begin_upload(self, request: StreamingRequest) -> UploadSink | None:
+        """Authorize from the headers alone; raise :class:`UploadRefused`.
+
+        Return None for a request with a body that is not an upload: Twisted
+        then buffers it as usual.
+        """
 
 
 class StreamingRequest(server.Request):
@@ -89,11 +93,18 @@ class StreamingRequest(server.Request):
             super().gotLength(length)
             return
 
-        self.content = BytesIO()
         try:
             self.upload_sink = target.begin_upload(self)
         except UploadRefused as refusal:
+            self.content = BytesIO()
             self._refuse_before_body(refusal)
+            return
+
+        if self.upload_sink is None:
+            # Not an upload (a small admin POST, say): Twisted buffers it.
+            super().gotLength(length)
+        else:
+            self.content = BytesIO()
 
     def handleContentChunk(self, data: bytes) -> None:
         self.received_bytes += len(data)

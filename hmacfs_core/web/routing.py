@@ -39,13 +39,31 @@ def relative_raw_path(request: Request) -> bytes:
     return b"/" + b"/".join(segments[len(request.prepath) :])
 
 
-def route_for(request: Request, base_path: str, adaptive: bool) -> Route | None:
+#: Exact paths of the service routes, and the methods that reach them. A slot
+#: path always has a directory, so none of these can be an upload's.
+SERVICE_ROUTES = {
+    b"/health": ("health", frozenset({b"GET", b"HEAD"})),
+    b"/metrics": ("metrics", frozenset({b"GET", b"HEAD"})),
+    b"/admin/rollback/reset": ("admin/rollback-reset", frozenset({b"POST"})),
+}
+
+
+def route_for(
+    request: Request, base_path: str, adaptive: bool, metrics_here: bool = True
+) -> Route | None:
     """The route of ``request``, or None for a route that is switched off.
 
     ``/download/...`` is a download route only for reading methods, so a slot
     under a ``base_path`` of ``/download/`` still takes its PUTs.
     """
     raw = relative_raw_path(request)
+    service = SERVICE_ROUTES.get(raw)
+    if service is not None and request.method in service[1]:
+        name = service[0]
+        if name == "metrics" and not metrics_here:
+            return None
+        return Route(name, "/")
+
     if request.method in READ_METHODS:
         if raw.startswith(b"/download/adaptive/"):
             return (

@@ -10,13 +10,26 @@ from hmacfs_core.app import App
 from hmacfs_core.web.cors import ALLOWED_METHODS, apply_cors, render_preflight
 from hmacfs_core.web.download import render_download
 from hmacfs_core.web.request import StreamingRequest, UploadRefused
-from hmacfs_core.web.routing import route_for
+from hmacfs_core.web.routing import Route, route_for
+from hmacfs_core.web.service import (
+    plain_text,
+    render_health,
+    render_metrics,
+    render_rollback_reset,
+)
 from hmacfs_core.web.transfer_log import track_transfer
 from hmacfs_core.web.upload import UploadReceiver, respond
 
 #: What a client is told to wait when it asks a server that is stopping: long
 #: enough for a restart.
 DRAINING_RETRY_AFTER = 10
+
+
+SERVICE_RENDERERS = {
+    "health": render_health,
+    "metrics": render_metrics,
+    "admin/rollback-reset": render_rollback_reset,
+}
 
 
 class SlotResource(Resource):
@@ -35,37 +48,34 @@ class SlotResource(Resource):
         self.app = app
 
     def render(self, request: server.Request) -> bytes | int:
-        """Dispatch by method; anything but the four slot methods gets 405.
+        """Dispatch by route, then by method.
 
         Twisted answers 501 for methods its ``Site`` does not know (DELETE,
-        PATCH); a slot URL only ever allows these four, so 405 with ``Allow``.
+        PATCH); a slot URL only ever allows four, so 405 with ``Allow``.
         """
+        route = self._route(request)
+        if route is None:
+            return plain_text(request, 404, "not found")
+        request.route = route
+        service = SERVICE_RENDERERS.get(route.name)
+        if service is not None:
+            return service(self.app, request)
+
         if self.app.draining and request not in self.app.active_transfers:
             # Only requests that began before the stop signal are still served.
-            request.setResponseCode(503)
             request.setHeader(b"retry-after", b"%d" % DRAINING_RETRY_AFTER)
             request.setHeader(b"connection", b"close")
-            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            return b"shutting down\n"
-        route = route_for(
-            request,
-            self.app.config.server.base_path,
-            self.app.config.performance.adaptive_buffers,
-        )
-        if route is None:
-            request.setResponseCode(404)
-            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            return b"not found\n"
-        request.route = route
-
+            return plain_text(request, 503, "shutting down")
         if request.method not in self.allowedMethods:
-            request.setResponseCode(405)
             request.setHeader(b"allow", ALLOWED_METHODS)
-            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            return b"method not allowed\n"
+            return plain_text(request, 405, "method not allowed")
         return super().render(request)
 
-    def begin_upload(self, request: StreamingRequest) -> UploadReceiver:
+    def begin_upload(self, request: StreamingRequest) -> UploadReceiver | None:
+        route = self._route(request)
+        if route is not None and route.name in SERVICE_RENDERERS:
+            return None
+
         track_transfer(self.app, request)
         apply_cors(self.app.config.downloads.allowed_origins, request)
         if self.app.draining:
@@ -75,6 +85,16 @@ class SlotResource(Resource):
         if request.method != b"PUT":
             raise UploadRefused(405, "method not allowed", {b"allow": ALLOWED_METHODS})
         return UploadReceiver.begin(self.app, request)
+
+    def _route(self, request: server.Request) -> Route | None:
+        config = self.app.config
+        return route_for(
+            request,
+            config.server.base_path,
+            config.performance.adaptive_buffers,
+            metrics_here=config.metrics.enabled
+            and config.metrics.listen_address is None,
+        )
 
     def render_PUT(self, request: server.Request) -> bytes | int:
         receiver = getattr(request, "upload_sink", None)

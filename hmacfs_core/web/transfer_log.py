@@ -21,20 +21,28 @@ def track_transfer(app: App, request: Request) -> None:
         return
     app.active_transfers.add(request)
     started = getattr(request, "started", 0.0) or time.monotonic()
+    active = app.metrics.active_transfers.labels(
+        direction="upload" if request.method in (b"PUT", b"POST") else "download"
+    )
+    active.inc()
 
     def finished(result: object) -> None:
         app.active_transfers.discard(request)
+        active.dec()
         completed = not isinstance(result, Failure)
         seconds = time.monotonic() - started
         run = getattr(request, "transfer_run", None)
         if run is not None:
-            run.finish(_outcome(request, completed, seconds))
+            outcome = _outcome(request, completed, seconds)
+            run.finish(outcome)
+            app.metrics.record_transfer(run.transfer, outcome)
         transfer = run.transfer if run is not None else None
         refused = getattr(request, "refused", None)
         if refused is not None:
             # Answered from the headers; the connection then closed on a body
             # that was never wanted. The client did get its status.
             status: object = refused.code
+            app.metrics.refusals.labels(code=str(refused.code)).inc()
         else:
             status = request.code if completed else "aborted"
         app.log.info(

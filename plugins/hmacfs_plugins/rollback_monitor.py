@@ -193,6 +193,7 @@ class RollbackMonitor:
     )
     _unchecked: int = 0
     _tripped_at: float | None = None
+    _metrics: Any = None
 
     @hookimpl
     def hmacfs_configure(self, app: Any, settings: Mapping[str, Any]) -> None:
@@ -205,6 +206,7 @@ class RollbackMonitor:
         """
         self._settings = RollbackSettings.from_table(settings)
         self._clock = app.reactor
+        self._metrics = getattr(app, "metrics", None)
         self._errors = {
             arm: deque(self._errors[arm], maxlen=self._settings.window) for arm in ARMS
         }
@@ -241,6 +243,8 @@ class RollbackMonitor:
             return
 
         self._tripped_at = self._clock.seconds()
+        if self._metrics is not None:
+            self._metrics.rollbacks.inc()
         rates = self._rates()
         self.log.warn(
             "Adaptive transfers fail more often than baseline ones "

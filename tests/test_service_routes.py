@@ -1,4 +1,4 @@
-"""``/health``, ``/metrics`` and the admin reset, as operators and Prometheus use them."""
+"""``/health``, ``/metrics`` and the admin reset, as operators and Prometheus see them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``/health``, ``/metrics`` and the admin reset, as operators and Prometheus see them."""
+"""The service routes (health, metrics, admin reset) as operators use them."""
 
 from __future__ import annotations
 

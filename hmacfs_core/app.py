@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import attrs
 from attrs import define, field
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
@@ -44,6 +45,7 @@ class App:
     pipeline: Pipeline = field(init=False)
     active_transfers: set[Any] = field(factory=set, init=False)
     draining: bool = field(default=False, init=False)
+    reload_listeners: list[Callable[[Config], None]] = field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         """Load and configure the plugins; a bad one stops the start here.
@@ -54,6 +56,57 @@ class App:
         self.plugins = load_plugins(self.config, on_error=self._plugin_failed)
         configure_plugins(self.plugins, self, self.config)
         self.pipeline = Pipeline(self.config, self.plugins, self.reactor, self.metrics)
+
+    def reload(self, config: Config, secret: bytes) -> None:
+        """Take a new configuration without dropping a running transfer.
+
+        Running transfers finish with the plan they have; new ones get the new
+        settings. What is bound at start (listen address, storage path, workers,
+        the set of loaded plugins) keeps its running value: changing it needs a
+        restart, and the log says so.
+
+        :raises PluginError: when a plugin refuses its new settings; the
+            running configuration then stays in force, unchanged.
+        """
+        config = self._keep_start_bound(config)
+        try:
+            configure_plugins(self.plugins, self, config)
+        except Exception:
+            configure_plugins(self.plugins, self, self.config)
+            raise
+
+        self.config = config
+        self.secret = secret
+        self.pipeline.config = config
+        for listener in self.reload_listeners:
+            listener(config)
+
+    def _keep_start_bound(self, config: Config) -> Config:
+        running = self.config.server
+        kept = attrs.evolve(
+            config.server,
+            listen_address=running.listen_address,
+            storage_path=running.storage_path,
+            workers=running.workers,
+        )
+        if kept != config.server:
+            self.log.warn(
+                "Reload: listen_address, storage_path and workers need a restart; "
+                "keeping the running ones"
+            )
+        plugins = config.plugins
+        if plugins.active != self.config.plugins.active:
+            self.log.warn(
+                "Reload: enabling or disabling plugins needs a restart; keeping "
+                "{plugins}",
+                plugins=", ".join(self.config.plugins.active),
+            )
+            plugins = attrs.evolve(
+                plugins,
+                enabled=self.config.plugins.enabled,
+                disabled=self.config.plugins.disabled,
+            )
+        return attrs.evolve(config, server=kept, plugins=plugins)
 
     def _plugin_failed(self, plugin: str, hook: str, error: BaseException) -> None:
         """A hook raised mid-transfer: log and count it; the transfer goes on."""

@@ -85,7 +85,7 @@ def _serve(arguments: argparse.Namespace) -> int:
     from hmacfs_core.app import App
     from hmacfs_core.logs import start_logging
     from hmacfs_core.plugins import PluginError
-    from hmacfs_core.serve import install_graceful_stop, listen
+    from hmacfs_core.serve import install_graceful_stop, install_reload, listen
 
     config = _load(arguments.config)
     if arguments.listen is not None:
@@ -109,6 +109,9 @@ def _serve(arguments: argparse.Namespace) -> int:
 
         return Supervisor(app, arguments.config).run()
 
+    # Before listening: whoever sees the "Listening" line may send SIGHUP, whose
+    # default action would end the process.
+    install_reload(app, arguments.config)
     inherited = None
     if arguments.worker_fd is not None:
         inherited = socket.socket(fileno=arguments.worker_fd)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+from pathlib import Path
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IListeningPort
@@ -10,7 +13,14 @@ from twisted.internet.task import deferLater
 from twisted.web.server import Site
 
 from hmacfs_core.app import App
-from hmacfs_core.config import ListenAddress
+from hmacfs_core.config import (
+    ConfigError,
+    ConfigProblem,
+    ListenAddress,
+    load_config,
+    resolve_secret,
+)
+from hmacfs_core.plugins import PluginError
 from hmacfs_core.web.service import MetricsResource
 from hmacfs_core.web.site import make_site
 
@@ -121,3 +131,38 @@ async def _drain(app: App, port: IListeningPort) -> None:
         )
         # Give the cut uploads a moment to remove their staged files.
         await deferLater(app.reactor, DRAIN_POLL_SECONDS, lambda: None)
+
+
+def install_reload(app: App, config_path: Path | None) -> None:
+    """Reload ``config_path`` on SIGHUP; keep the running config if it is bad."""
+
+    def reload_now() -> None:
+        if config_path is None:
+            app.log.warn("SIGHUP: no configuration file to reload (built-in defaults)")
+            return
+        try:
+            config = load_config(config_path)
+            secret = resolve_secret(config, os.environ)
+            if secret is None:
+                raise ConfigError(
+                    str(config_path),
+                    (ConfigProblem("security.secret", "no secret configured"),),
+                )
+            app.reload(config, secret)
+        except (ConfigError, PluginError) as error:
+            app.log.error(
+                "Reload refused, the running configuration stays: {error}",
+                error=str(error),
+                event="reload_refused",
+            )
+            return
+        app.log.info(
+            "Reloaded the configuration from {path}",
+            path=str(config_path),
+            event="reloaded",
+        )
+
+    def on_hangup(signum: int, frame: object) -> None:
+        app.reactor.callFromThread(reload_now)
+
+    signal.signal(signal.SIGHUP, on_hangup)

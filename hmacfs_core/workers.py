@@ -40,13 +40,14 @@ class Supervisor:
 
     def run(self) -> int:
         """Serve until a stop signal; return the exit status."""
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGHUP, self._pass_on)
+
         sock = bind_socket(self.app.config.server.listen_address)
         prepare_store(self.app)
         host, port = sock.getsockname()[:2]
         announce(self.app, host, port)
-
-        signal.signal(signal.SIGTERM, self._stop)
-        signal.signal(signal.SIGINT, self._stop)
         for index in range(self.app.config.server.workers):
             self._start(index, sock)
 
@@ -106,6 +107,10 @@ class Supervisor:
 
     def _stop(self, signum: int, frame: object) -> None:
         self.stopping = True
+        self._pass_on(signum, frame)
+
+    def _pass_on(self, signum: int, frame: object) -> None:
+        """Hand a signal to every worker: each one stops or reloads itself."""
         for pid in list(self.workers):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from twisted.web.server import Site
 
 from hmacfs_core.app import App
+from hmacfs_core.config import Config
 from hmacfs_core.web.request import StreamingRequest
 
 
@@ -27,4 +28,9 @@ def make_site(app: App) -> TransferSite:
     """Build the site for ``app``; its idle timeout is ``server.idle_timeout``."""
     site = TransferSite(app.make_resource(), timeout=app.config.server.idle_timeout)
     site.app = app  # type: ignore[attr-defined]
+
+    def take_idle_timeout(config: Config) -> None:
+        site.timeOut = config.server.idle_timeout
+
+    app.reload_listeners.append(take_idle_timeout)
     return site

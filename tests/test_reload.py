@@ -23,10 +23,8 @@ def test_a_reload_mid_upload_lets_it_finish_and_applies_to_new_ones(
     body = os.urandom(2_000_000)
     target = server.signed("r/running.bin", len(body))
     sock = server.connect()
-    sock.sendall(
-        f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-        + body[:1_000_000]
-    )
+    head = f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+    sock.sendall(head.encode() + body[:1_000_000])
     time.sleep(0.3)
 
     _rewrite(server, 'max_upload_size = "10MiB"', 'max_upload_size = "1MiB"')

@@ -19,6 +19,7 @@ from twisted.web.resource import IResource
 
 from hmacfs_core.config import Config
 from hmacfs_core.metrics import Metrics
+from hmacfs_core.peer import client_address, parse_networks
 from hmacfs_core.pipeline import Pipeline
 from hmacfs_core.plugins import PluginHooks, configure_plugins, load_plugins
 from hmacfs_core.storage import Store
@@ -46,6 +47,7 @@ class App:
     active_transfers: set[Any] = field(factory=set, init=False)
     draining: bool = field(default=False, init=False)
     reload_listeners: list[Callable[[Config], None]] = field(factory=list, init=False)
+    trusted_proxies: tuple[Any, ...] = field(default=(), init=False)
 
     def __attrs_post_init__(self) -> None:
         """Load and configure the plugins; a bad one stops the start here.
@@ -53,9 +55,16 @@ class App:
         :raises PluginError: naming the plugin that cannot be used.
         """
         self.store = Store(self.config.server.storage_path)
+        self.trusted_proxies = parse_networks(self.config.server.trusted_proxies)
         self.plugins = load_plugins(self.config, on_error=self._plugin_failed)
         configure_plugins(self.plugins, self, self.config)
-        self.pipeline = Pipeline(self.config, self.plugins, self.reactor, self.metrics)
+        self.pipeline = Pipeline(
+            self.config,
+            self.plugins,
+            self.reactor,
+            self.metrics,
+            client_address=self.client_address,
+        )
 
     def reload(self, config: Config, secret: bytes) -> None:
         """Take a new configuration without dropping a running transfer.
@@ -77,6 +86,7 @@ class App:
 
         self.config = config
         self.secret = secret
+        self.trusted_proxies = parse_networks(config.server.trusted_proxies)
         self.pipeline.config = config
         for listener in self.reload_listeners:
             listener(config)
@@ -117,6 +127,10 @@ class App:
             hook=hook,
             error=repr(error),
         )
+
+    def client_address(self, request: Any) -> str:
+        """The client's address, through the proxies the operator trusts."""
+        return client_address(request, self.trusted_proxies)
 
     def run_in_thread(self, action: Callable[..., T], *args: Any) -> Deferred[T]:
         """Run blocking file work in the reactor's thread pool."""

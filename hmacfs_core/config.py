@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -210,6 +211,19 @@ def _check_not_negative_duration(
         raise ValueError(f"must not be negative, got {seconds}")
 
 
+def _check_networks(
+    instance: object, attribute: attrs.Attribute[Any], cidrs: tuple[str, ...]
+) -> None:
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{cidr!r} is not an address range (use e.g. '127.0.0.1/32' or "
+                "'10.0.0.0/8')"
+            ) from None
+
+
 def _check_workers(
     instance: object, attribute: attrs.Attribute[Any], count: int
 ) -> None:
@@ -235,6 +249,9 @@ class ServerConfig:
         before the server stops.
     :ivar workers: server processes sharing the listening socket; more than one
         uses more cores (each process learns and monitors on its own).
+    :ivar trusted_proxies: address ranges of reverse proxies whose
+        ``X-Forwarded-For`` names the real client (for logs and the plugins);
+        from any other peer the header is ignored.
     """
 
     listen_address: ListenAddress = ListenAddress("127.0.0.1", 8080)
@@ -252,6 +269,7 @@ class ServerConfig:
         default=Seconds(30.0), validator=_check_not_negative_duration
     )
     workers: int = field(default=1, validator=_check_workers)
+    trusted_proxies: tuple[str, ...] = field(default=(), validator=_check_networks)
 
 
 def _check_secret(
@@ -368,10 +386,19 @@ class LoggingConfig:
         transfer with the adaptive engine's decisions.
     :ivar format: ``text``, one readable line per event, or ``json``, every event
         with all its fields for a log pipeline.
+    :ivar detailed_logging: log ``transfer_detail``, everything known about each
+        transfer when it ends.
+    :ivar optimization_logging: log each transfer's plan decisions at info level
+        (``transfer_decisions``) and every re-plan (``plan_changed``).
+    :ivar client_profile_logging: log what the plugins made of each client
+        (``client_profile``).
     """
 
     level: Literal["debug", "info", "warn", "error"] = "info"
     format: Literal["text", "json"] = "text"
+    detailed_logging: bool = False
+    optimization_logging: bool = False
+    client_profile_logging: bool = False
 
 
 AdaptationSpeed = Literal["slow", "medium", "fast"]

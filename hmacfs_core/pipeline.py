@@ -29,6 +29,13 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 
 from hmacfs_core.config import Config
+from hmacfs_core.engine_events import (
+    decisions_level,
+    log_client_profile,
+    log_decisions,
+    log_plan_change,
+    log_transfer_detail,
+)
 from hmacfs_core.metrics import Metrics
 from hmacfs_core.plugins import PluginHooks
 from hmacfs_core.rollout import adaptive_allowed, default_arm
@@ -111,6 +118,12 @@ def clamp_plan(config: Config, plan: TransferPlan) -> TransferPlan:
     )
 
 
+def _tcp_peer(request: Request) -> str:
+    """The TCP peer's address; the app swaps in one that trusts proxies."""
+    address = request.getClientAddress()
+    return str(getattr(address, "host", address))
+
+
 @define
 class Pipeline:
     """The hook chain of one app.
@@ -124,6 +137,7 @@ class Pipeline:
     hooks: PluginHooks
     clock: Any
     metrics: Metrics | None = None
+    client_address: Callable[[Request], str] = _tcp_peer
     log: Logger = field(factory=lambda: Logger(namespace="hmacfs.pipeline"))
 
     def start(
@@ -143,7 +157,7 @@ class Pipeline:
             size=size,
             content_type=content_type,
             user_agent=_header(request, b"user-agent") or "",
-            peer=_peer_host(request),
+            peer=self.client_address(request),
             headers=_headers(request),
             tcp=None,
             started=time.monotonic(),
@@ -183,6 +197,8 @@ class Pipeline:
             transfer.network, run.decided_by["network"] = self.hooks.call_first(
                 "hmacfs_detect_network", transfer=transfer
             )
+        if self.config.logging.client_profile_logging:
+            log_client_profile(self.log, run)
 
         plan = adaptive_start_plan(self.config)
         transfer.plan = plan
@@ -232,7 +248,8 @@ class TransferRun:
 
     @property
     def debug(self) -> bool:
-        return self.pipeline.config.logging.level == "debug"
+        """Whether this transfer's decisions are logged (and so read back)."""
+        return decisions_level(self.pipeline.config.logging) is not None
 
     def note_changes(self, plugin: str, before: dict[str, Any], plan: Any) -> None:
         """Record which plugin set which plan field (debug logging only)."""
@@ -266,11 +283,15 @@ class TransferRun:
         self.pipeline.hooks.call_all(
             "hmacfs_transfer_finished", transfer=self.transfer, outcome=outcome
         )
-        if self.debug:
+        logging = self.pipeline.config.logging
+        level = decisions_level(logging)
+        if level is not None:
             # The socket is gone by now; what the writer or producer ended with
             # is still there to read.
             self.applied.update({name: read() for name, read in self.readers.items()})
-            self._log_decisions(outcome)
+            log_decisions(self.pipeline.log, self, outcome, level)
+        if logging.detailed_logging:
+            log_transfer_detail(self.pipeline.log, self, outcome)
 
     def _apply_plan(self, plan: TransferPlan) -> None:
         transport = getattr(self.request.channel, "transport", None)
@@ -336,28 +357,8 @@ class TransferRun:
                 ).inc()
             if self.debug:
                 self._read_back()
-
-    def _log_decisions(self, outcome: Outcome) -> None:
-        """One debug event per transfer with everything that was decided."""
-        transfer = self.transfer
-        self.pipeline.log.debug(
-            "Transfer {transfer_id} {direction} {path}: arm={arm} client={client_class}"
-            " network={network} plan={plan} applied={applied}",
-            event="transfer_decisions",
-            outcome=attrs.asdict(outcome),
-            transfer_id=transfer.id,
-            direction=transfer.direction,
-            path=transfer.path,
-            arm=transfer.arm,
-            client_class=transfer.client_class,
-            network=transfer.network,
-            decided_by=self.decided_by,
-            plan_before_clamp=attrs.asdict(self.unclamped) if self.unclamped else None,
-            plan=attrs.asdict(self.plan),
-            set_by=self.set_by,
-            applied=self.applied,
-            replans=self.replans,
-        )
+            if self.pipeline.config.logging.optimization_logging:
+                log_plan_change(self.pipeline.log, self)
 
 
 def _buffer_of(transfer: Transfer) -> int | None:
@@ -397,8 +398,3 @@ def _headers(request: Request) -> dict[str, str]:
         name.decode("latin-1").lower(): values[-1].decode("latin-1")
         for name, values in request.requestHeaders.getAllRawHeaders()
     }
-
-
-def _peer_host(request: Request) -> str:
-    address = request.getClientAddress()
-    return str(getattr(address, "host", address))

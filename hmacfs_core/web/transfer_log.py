@@ -55,7 +55,7 @@ def track_transfer(app: App, request: Request) -> None:
             status=status,
             bytes=_bytes_moved(request),
             seconds=seconds,
-            peer=_peer(request),
+            peer=app.client_address(request),
             transfer_completed=completed,
         )
 
@@ -75,9 +75,3 @@ def _bytes_moved(request: Request) -> int:
     if request.method == b"PUT":
         return getattr(request, "received_bytes", 0)
     return request.sentLength
-
-
-def _peer(request: Request) -> str:
-    address = request.getClientAddress()
-    host = getattr(address, "host", None)
-    return str(host) if host is not None else str(address)

@@ -272,6 +272,14 @@ def raw_exchange(
     return b"".join(chunks)
 
 
+def put_head(target: str, length: int, extra: str = "") -> bytes:
+    """The head of a raw ``PUT`` with a ``Content-Length`` (and ``extra`` lines)."""
+    return (
+        f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
+        f"{extra}\r\n"
+    ).encode()
+
+
 def status_of(raw: bytes) -> int:
     return int(raw.split(b" ", 2)[1])
 

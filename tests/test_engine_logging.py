@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from pluginkit import install_plugin
-from serverproc import start_server, stop_quietly
+from serverproc import put_head, start_server, stop_quietly
 
 ADAPTIVE_JSON = """
 [performance]
@@ -91,9 +91,7 @@ def test_optimization_logging_shows_every_re_plan(tmp_path: Path) -> None:
         body = os.urandom(3_000_000)
         target = server.signed("l/slow.bin", len(body))
         with server.connect() as sock:
-            length = len(body)
-            head = f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n"
-            sock.sendall(head.encode() + body[:1_000_000])
+            sock.sendall(put_head(target, len(body)) + body[:1_000_000])
             time.sleep(0.5)
             sock.sendall(body[1_000_000:])
             sock.recv(1024)

@@ -27,6 +27,11 @@ from hmacfs_core.storage import Store
 T = TypeVar("T")
 
 
+def _secret_bytes(secret: bytes | str) -> bytes:
+    """A secret given as text is meant as its UTF-8 bytes, as in the config."""
+    return secret.encode("utf-8") if isinstance(secret, str) else secret
+
+
 @define
 class App:
     """One hmacfs server: its configuration and its runtime state.
@@ -37,7 +42,7 @@ class App:
     """
 
     config: Config
-    secret: bytes = field(repr=False)
+    secret: bytes = field(repr=False, converter=_secret_bytes)
     reactor: Any
     log: Logger = field(factory=lambda: Logger(namespace="hmacfs"))
     store: Store = field(init=False)

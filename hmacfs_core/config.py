@@ -289,6 +289,13 @@ def _check_admin_token(
         raise ValueError("must be at least 16 characters: it guards admin requests")
 
 
+def _check_upload_token(
+    instance: object, attribute: attrs.Attribute[Any], token: str | None
+) -> None:
+    if token is not None and len(token) < 16:
+        raise ValueError("must be at least 16 characters: it authorizes uploads")
+
+
 def _check_protocols(
     instance: object,
     attribute: attrs.Attribute[Any],
@@ -321,6 +328,8 @@ class SecurityConfig:
         from the file name's extension when the client sends none.
     :ivar admin_token: the bearer token of admin requests (ending a rollback
         early); without one the admin routes do not exist.
+    :ivar upload_token: the bearer token that authorizes ``POST /upload`` form
+        uploads without a signed URL; without one only v3 signatures do.
     """
 
     secret: str | None = field(default=None, validator=_check_secret)
@@ -330,6 +339,9 @@ class SecurityConfig:
     )
     v2_type_from_extension: bool = False
     admin_token: str | None = field(default=None, validator=_check_admin_token)
+    upload_token: str | None = field(
+        default=None, validator=_check_upload_token, repr=False
+    )
 
 
 @frozen

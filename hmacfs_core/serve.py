@@ -100,13 +100,14 @@ def install_graceful_stop(app: App, port: IListeningPort) -> None:
     running then is cut, and its staged file removed like any cut upload's.
     """
 
-    def drain() -> Deferred[None]:
-        return ensureDeferred(_drain(app, port))
+    def drain_now() -> Deferred[None]:
+        return ensureDeferred(drain(app, port))
 
-    app.reactor.addSystemEventTrigger("before", "shutdown", drain)
+    app.reactor.addSystemEventTrigger("before", "shutdown", drain_now)
 
 
-async def _drain(app: App, port: IListeningPort) -> None:
+async def drain(app: App, port: IListeningPort) -> None:
+    """Stop accepting, give transfers ``shutdown_grace``, then cut the rest."""
     # New requests on connections already open get 503 from now on.
     app.draining = True
     await port.stopListening()

@@ -226,7 +226,7 @@ def start_server(
             break
         if line is None:
             break
-        found = _listening_address(line)
+        found = listening_address(line)
         if found:
             return RunningServer(
                 process=process,
@@ -242,7 +242,7 @@ def start_server(
     raise AssertionError("server did not start:\n" + "".join(collected))
 
 
-def _listening_address(line: str) -> tuple[str, int] | None:
+def listening_address(line: str) -> tuple[str, int] | None:
     """The address in the "Listening on" event, in text or JSON log format."""
     if line.startswith("\x1e"):
         event = json.loads(line[1:])
@@ -275,8 +275,7 @@ def raw_exchange(
 def put_head(target: str, length: int, extra: str = "") -> bytes:
     """The head of a raw ``PUT`` with a ``Content-Length`` (and ``extra`` lines)."""
     return (
-        f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
-        f"{extra}\r\n"
+        f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n{extra}\r\n"
     ).encode()
 
 

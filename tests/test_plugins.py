@@ -247,9 +247,11 @@ def test_the_public_surface_is_pinned() -> None:
     assert sorted(hmacfs_core.__all__) == [
         "Outcome",
         "ProgressSample",
+        "StreamingRequest",
         "TcpStats",
         "Transfer",
         "TransferPlan",
         "__version__",
         "hookimpl",
+        "make_resource",
     ]

@@ -99,6 +99,12 @@ class StreamingRequest(server.Request):
             self.content = BytesIO()
             self._refuse_before_body(refusal)
             return
+        except Exception:
+            # A bug must cost this request a 500, not the connection an abort.
+            self._log.failure("Deciding on an upload failed")
+            self.content = BytesIO()
+            self._refuse_before_body(UploadRefused(500, "internal error"))
+            return
 
         if self.upload_sink is None:
             # Not an upload (a small admin POST, say): Twisted buffers it.

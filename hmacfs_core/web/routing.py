@@ -1,9 +1,11 @@
 """Where a request goes: the route families below the server's mount point.
 
 Besides the XEP-0363 slot URLs (everything under ``server.base_path``), the
-server answers ``/download/<path>`` and, with the adaptive engine on,
-``/download/adaptive/<path>``. A route name is what ``Transfer.route`` carries
-to the plugins and what the rollout rules decide the arm by.
+server answers ``/download/<path>``, ``POST /upload`` (form uploads) and, with
+the adaptive engine on, ``/download/adaptive/<path>`` and ``POST
+/upload/adaptive`` (and ``POST /upload/auto`` in testing mode). A route name is
+what ``Transfer.route`` carries to the plugins and what the rollout rules decide
+the arm by.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ READ_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 class Route:
     """A route family and the URL prefix its paths are relative to.
 
-    :ivar name: ``slot``, ``download`` or ``download/adaptive``.
+    :ivar name: ``slot``, ``download``, ``download/adaptive``, ``upload``,
+        ``upload/adaptive`` or ``upload/auto``.
     :ivar prefix: stripped (exactly once) from the raw path before the rest is
         read as an upload path: ``server.base_path`` for slots.
     """
@@ -48,13 +51,27 @@ SERVICE_ROUTES = {
 }
 
 
+#: Exact paths of the form upload routes, which take only ``POST``; a slot URL
+#: never does, so a slot under a ``base_path`` of ``/upload/`` keeps its PUTs.
+FORM_ROUTES = {
+    b"/upload": "upload",
+    b"/upload/adaptive": "upload/adaptive",
+    b"/upload/auto": "upload/auto",
+}
+
+
 def route_for(
-    request: Request, base_path: str, adaptive: bool, metrics_here: bool = True
+    request: Request,
+    base_path: str,
+    adaptive: bool,
+    metrics_here: bool = True,
+    testing: bool = False,
 ) -> Route | None:
     """The route of ``request``, or None for a route that is switched off.
 
     ``/download/...`` is a download route only for reading methods, so a slot
     under a ``base_path`` of ``/download/`` still takes its PUTs.
+    ``/upload/adaptive`` needs ``adaptive``, ``/upload/auto`` also ``testing``.
     """
     raw = relative_raw_path(request)
     service = SERVICE_ROUTES.get(raw)
@@ -63,6 +80,14 @@ def route_for(
         if name == "metrics" and not metrics_here:
             return None
         return Route(name, "/")
+
+    form = FORM_ROUTES.get(raw)
+    if form is not None and request.method == b"POST":
+        if form == "upload/adaptive" and not adaptive:
+            return None
+        if form == "upload/auto" and not (adaptive and testing):
+            return None
+        return Route(form, "/")
 
     if request.method in READ_METHODS:
         if raw.startswith(b"/download/adaptive/"):

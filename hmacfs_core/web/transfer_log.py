@@ -72,6 +72,6 @@ def _outcome(request: Request, completed: bool, seconds: float) -> Outcome:
 
 
 def _bytes_moved(request: Request) -> int:
-    if request.method == b"PUT":
+    if request.method in (b"PUT", b"POST"):
         return getattr(request, "received_bytes", 0)
     return request.sentLength

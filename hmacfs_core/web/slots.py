@@ -1,5 +1,5 @@
-"""The XEP-0363 slot URLs (PUT uploads, GET/HEAD downloads, OPTIONS preflight)
-and the download routes that share their files."""
+"""The XEP-0363 slot URLs (PUT uploads, GET/HEAD downloads, OPTIONS preflight),
+the download routes that share their files, and the form upload routes."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from twisted.web.resource import Resource
 from hmacfs_core.app import App
 from hmacfs_core.web.cors import ALLOWED_METHODS, apply_cors, render_preflight
 from hmacfs_core.web.download import render_download
+from hmacfs_core.web.form_upload import FormUploadReceiver
 from hmacfs_core.web.request import StreamingRequest, UploadRefused
-from hmacfs_core.web.routing import Route, route_for
+from hmacfs_core.web.routing import FORM_ROUTES, Route, route_for
 from hmacfs_core.web.service import (
     plain_text,
     render_health,
@@ -30,6 +31,11 @@ SERVICE_RENDERERS = {
     "metrics": render_metrics,
     "admin/rollback-reset": render_rollback_reset,
 }
+
+#: Route names of ``POST /upload`` and its adaptive siblings.
+FORM_ROUTE_NAMES = frozenset(FORM_ROUTES.values())
+
+Receiver = UploadReceiver | FormUploadReceiver
 
 
 class SlotResource(Resource):
@@ -66,12 +72,19 @@ class SlotResource(Resource):
             request.setHeader(b"retry-after", b"%d" % DRAINING_RETRY_AFTER)
             request.setHeader(b"connection", b"close")
             return plain_text(request, 503, "shutting down")
+        if route.name in FORM_ROUTE_NAMES:
+            return self._render_form(request)
         if request.method not in self.allowedMethods:
             request.setHeader(b"allow", ALLOWED_METHODS)
             return plain_text(request, 405, "method not allowed")
         return super().render(request)
 
-    def begin_upload(self, request: StreamingRequest) -> UploadReceiver | None:
+    def begin_upload(self, request: StreamingRequest) -> Receiver | None:
+        return self._begin(request, buffered=False)
+
+    def _begin(self, request: StreamingRequest, buffered: bool) -> Receiver | None:
+        """Authorize an upload from its headers; ``buffered`` when Twisted has
+        already read its body."""
         route = self._route(request)
         if route is not None and route.name in SERVICE_RENDERERS:
             return None
@@ -82,6 +95,10 @@ class SlotResource(Resource):
             raise UploadRefused(
                 503, "shutting down", {b"retry-after": b"%d" % DRAINING_RETRY_AFTER}
             )
+        if route is None:
+            raise UploadRefused(404, "not found")
+        if route.name in FORM_ROUTE_NAMES:
+            return FormUploadReceiver.begin(self.app, request, route, buffered)
         if request.method != b"PUT":
             raise UploadRefused(405, "method not allowed", {b"allow": ALLOWED_METHODS})
         return UploadReceiver.begin(self.app, request)
@@ -94,6 +111,7 @@ class SlotResource(Resource):
             config.performance.adaptive_buffers,
             metrics_here=config.metrics.enabled
             and config.metrics.listen_address is None,
+            testing=config.performance.testing_mode,
         )
 
     def render_PUT(self, request: server.Request) -> bytes | int:
@@ -101,7 +119,14 @@ class SlotResource(Resource):
         if isinstance(receiver, UploadReceiver):
             receiver.complete()
             return server.NOT_DONE_YET
-        return self._render_buffered_put(request)
+        return self._render_buffered_upload(request)
+
+    def _render_form(self, request: server.Request) -> bytes | int:
+        receiver = getattr(request, "upload_sink", None)
+        if isinstance(receiver, FormUploadReceiver):
+            receiver.complete()
+            return server.NOT_DONE_YET
+        return self._render_buffered_upload(request)
 
     def render_GET(self, request: server.Request) -> bytes | int:
         track_transfer(self.app, request)
@@ -113,7 +138,7 @@ class SlotResource(Resource):
     def render_OPTIONS(self, request: server.Request) -> bytes:
         return render_preflight(self.app.config.downloads.allowed_origins, request)
 
-    def _render_buffered_put(self, request: server.Request) -> bytes | int:
+    def _render_buffered_upload(self, request: server.Request) -> bytes | int:
         """Take an upload whose body Twisted has already buffered.
 
         Only reached when a host site mounts this resource without
@@ -124,7 +149,7 @@ class SlotResource(Resource):
             request.body_length = None
         request.received_bytes = request.body_length or 0
         try:
-            receiver = self.begin_upload(request)
+            receiver = self._begin(request, buffered=True)
         except UploadRefused as refusal:
             respond(request, refusal.code, refusal.reason, refusal.headers)
             return server.NOT_DONE_YET

@@ -128,7 +128,7 @@ class UploadReceiver:
         try:
             staged = app.store.stage()
         except OSError as error:
-            refusal = _storage_refusal(error)
+            refusal = storage_refusal(error)
             refusal.headers[b"retry-after"] = b"%d" % BASELINE_RETRY_AFTER
             raise refusal from None
 
@@ -191,7 +191,7 @@ class UploadReceiver:
     def _failed(self, failure: Failure) -> None:
         self.writer.abort(self.app.store.discard)
         if failure.check(OSError):
-            refusal = _storage_refusal(failure.value)
+            refusal = storage_refusal(failure.value)
         else:
             self.app.log.failure("Upload failed", failure=failure)
             refusal = UploadRefused(500, "internal error")
@@ -204,7 +204,7 @@ class UploadReceiver:
         if self.completing:
             return
         self.writer.abort(self.app.store.discard)
-        refusal = _storage_refusal(failure.value)
+        refusal = storage_refusal(failure.value)
         refusal.headers.update(self._retry_after())
         self.request.refuse_mid_body(refusal)
 
@@ -219,7 +219,8 @@ def _header_text(request: StreamingRequest, name: bytes) -> str | None:
     return None if raw is None else raw.decode("utf-8", "surrogateescape")
 
 
-def _storage_refusal(error: BaseException) -> UploadRefused:
+def storage_refusal(error: BaseException) -> UploadRefused:
+    """507 for a full disk or quota, 500 for any other storage failure."""
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return UploadRefused(507, "insufficient storage")
     return UploadRefused(500, "storage error")

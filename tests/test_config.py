@@ -513,9 +513,11 @@ def test_an_unknown_key_names_the_nearest_valid_key() -> None:
 
 
 def test_an_unknown_key_without_a_near_one_lists_the_valid_keys() -> None:
-    problems = problems_of("[logging]\ncolour = true")
+    problems = problems_of("[metrics]\ncolour = true")
 
-    assert problems == {"logging.colour": "unknown key (valid keys: level, format)"}
+    assert problems == {
+        "metrics.colour": "unknown key (valid keys: enabled, listen_address)"
+    }
 
 
 def test_an_unknown_section_names_the_nearest_valid_section() -> None:

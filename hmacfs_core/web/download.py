@@ -85,6 +85,12 @@ def render_download(app: App, request: Request) -> bytes | int:
     _drop_range_unless_still_valid(request, etag, stored.mtime)
     if request.setETag(etag) is http.CACHED:
         return b""
+    if request.method == b"HEAD":
+        # Headers only: no bytes move, so no transfer for the plugins to learn
+        # from or a monitor to count.
+        return StoredFileResource(stored, app.config.downloads.chunk_size).render(
+            request
+        )
 
     run = app.pipeline.start(
         request,
@@ -103,8 +109,7 @@ def render_download(app: App, request: Request) -> bytes | int:
     run.readers["idle_timeout"] = lambda: watchdog.timeout
     run.apply()
 
-    if request.method == b"GET":
-        watchdog.start()
+    watchdog.start()
     return resource.render(request)
 
 

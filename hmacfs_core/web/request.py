@@ -161,7 +161,7 @@ class StreamingRequest(server.Request):
         self.clientproto = channel._version
 
         self.path, _, query = self.uri.partition(b"?")
-        self.args = parse_qs(query, keep_blank_values=True) if query else {}
+        self.args = _parse_query(query) if query else {}
 
     def _find_upload_target(self) -> IUploadTarget | None:
         """Traverse the site now, as ``process`` will later, to find the target."""
@@ -204,3 +204,19 @@ class StreamingRequest(server.Request):
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
         self._linger = None
+
+
+def _parse_query(query: bytes) -> dict[bytes, list[bytes]]:
+    """The query's parameters as bytes, whatever bytes its escapes decode to.
+
+    ``parse_qs`` given bytes decodes them as ASCII text and encodes the result
+    back as ASCII, so one escape such as ``%C3%A9`` would raise; as latin-1 text
+    every byte maps to one character and back.
+    """
+    parsed = parse_qs(
+        query.decode("latin-1"), keep_blank_values=True, encoding="latin-1"
+    )
+    return {
+        name.encode("latin-1"): [value.encode("latin-1") for value in values]
+        for name, values in parsed.items()
+    }

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 import attrs
 
@@ -56,13 +57,21 @@ def _make_parser() -> argparse.ArgumentParser:
     serve.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
 
-    sign = commands.add_parser("sign", help="print a signed PUT URL")
-    sign.add_argument("path", help="upload path, e.g. 'abc123/photo.jpg'")
+    sign = commands.add_parser("sign", help="print a signed upload URL")
     sign.add_argument(
-        "--size", type=_byte_count, required=True, help="exact body size in bytes"
+        "path", help="upload path ('abc123/photo.jpg'), or directory with POST"
     )
+    sign.add_argument(
+        "--method",
+        choices=("PUT", "POST"),
+        default="PUT",
+        help="PUT for a slot URL, POST for a v3 form upload URL (POST /upload)",
+    )
+    sign.add_argument("--size", type=_byte_count, help="exact body size (PUT)")
     sign.add_argument("--type", default=None, help="Content-Type (signed by v2/token)")
-    sign.add_argument("--protocol", choices=("v1", "v2", "token", "v3"), default="v1")
+    sign.add_argument(
+        "--protocol", choices=("v1", "v2", "token", "v3"), help="default v1 (PUT)"
+    )
     sign.add_argument("--expires", default=None, help="v3 lifetime, e.g. '1h'")
     sign.add_argument("--config", type=Path, help="TOML file (default: built-in)")
     sign.add_argument("--base-url", help="URL the server is reached at")
@@ -146,8 +155,18 @@ def _sign(arguments: argparse.Namespace) -> int:
         print(f"hmacfs sign: invalid path: {refusal.reason}", file=sys.stderr)
         return 2
 
+    protocol = arguments.protocol
+    if protocol is None:
+        protocol = "v3" if arguments.method == "POST" else "v1"
+    if arguments.method == "POST" and protocol != "v3":
+        print("hmacfs sign: POST URLs are signed with v3 only", file=sys.stderr)
+        return 2
+    if arguments.method == "PUT" and arguments.size is None:
+        print("hmacfs sign: a PUT URL needs --size", file=sys.stderr)
+        return 2
+
     expires = None
-    if arguments.protocol == "v3":
+    if protocol == "v3":
         try:
             lifetime = parse_duration(arguments.expires or "1h")
         except ValueError as error:
@@ -160,12 +179,21 @@ def _sign(arguments: argparse.Namespace) -> int:
 
     query = signed_query(
         secret,
-        arguments.protocol,
+        protocol,
+        method=arguments.method,
         path=upload_path.text,
-        size=arguments.size,
+        size=arguments.size or 0,
         content_type=arguments.type,
         expires=expires,
     )
+    if arguments.method == "POST":
+        # The form route is at the server's root, not under base_path.
+        root = arguments.base_url or _base_url(config).removesuffix(
+            config.server.base_path
+        )
+        target = quote(upload_path.text, safe="")
+        print(f"{root.rstrip('/')}/upload?dir={target}&{query}")
+        return 0
     base_url = arguments.base_url or _base_url(config)
     print(f"{base_url.rstrip('/')}/{encode_path(upload_path.text)}?{query}")
     return 0

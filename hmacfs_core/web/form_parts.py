@@ -17,6 +17,7 @@ a browser sends ``filename=""`` for a file input left empty, which is no file.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Protocol
 
@@ -25,6 +26,11 @@ from python_multipart import MultipartParser
 from python_multipart.exceptions import FormParserError
 
 from hmacfs_core.web.request import UploadRefused
+
+# python-multipart logs every malformed body as a stdlib warning, which without
+# a handler goes raw to stderr; the refusal is logged with the transfer anyway.
+# A host site that configures stdlib logging still receives them.
+logging.getLogger("python_multipart").addHandler(logging.NullHandler())
 
 #: Largest value of a non-file form field; its bytes are counted, never kept.
 MAX_FIELD_BYTES = 64 * 1024

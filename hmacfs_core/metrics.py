@@ -8,6 +8,7 @@ apart.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import deque
 
@@ -49,13 +50,14 @@ class GainTracker:
         )
 
     def ratio(self, direction: str) -> float:
-        """Adaptive median over baseline median; 0 until both arms have data."""
+        """Adaptive median over baseline median; NaN until both arms have data,
+        so that an alert on a low gain cannot fire on no data."""
         adaptive = self.samples.get(("adaptive", direction))
         baseline = self.samples.get(("baseline", direction))
         if not adaptive or not baseline:
-            return 0.0
+            return math.nan
         base = statistics.median(baseline)
-        return statistics.median(adaptive) / base if base else 0.0
+        return statistics.median(adaptive) / base if base else math.nan
 
 
 @define
@@ -153,7 +155,7 @@ class Metrics:
         self.adaptive_gain = Gauge(
             "hmacfs_adaptive_gain_ratio",
             "Median throughput of adaptive over baseline transfers of at least "
-            "256 KiB, over the last 500 of each; 0 until both arms have some.",
+            "256 KiB, over the last 500 of each; NaN until both arms have some.",
             ["direction"],
             registry=registry,
         )

@@ -237,17 +237,18 @@ def test_reset_ends_a_rollback_at_once() -> None:
     assert watch.monitor.state.counts == {"baseline": 0, "adaptive": 0}
 
 
-def test_a_reload_keeps_the_rollback_and_moves_its_end_with_the_new_period() -> None:
+def test_a_reload_ends_a_rollback_and_counts_afresh() -> None:
     watch = watched()
     watch.outcomes("baseline", 50)
     watch.outcomes("adaptive", 50, succeeded=False)
+    assert watch.monitor.state.tripped
 
     watch.monitor.hmacfs_configure(
         app=FakeApp(Config(), watch.clock), settings={"rollback_period": "1h"}
     )
 
-    assert watch.monitor.state.tripped
-    assert watch.monitor.state.until == 1000 + 3600
+    assert not watch.monitor.state.tripped
+    assert watch.monitor.state.counts == {"baseline": 0, "adaptive": 0}
 
 
 # -- settings -----------------------------------------------------------------------

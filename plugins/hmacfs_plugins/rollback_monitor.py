@@ -32,8 +32,9 @@ An error is any transfer that did not succeed, whatever the cause: both arms see
 the same clients cut connections, so only a difference counts. The core reports
 only transfers that got past authorization, so refused requests never count.
 
-Once tripped, ``hmacfs_choose_arm`` answers ``"baseline"`` for [rollback_period],
-then the windows are cleared and both arms start counting again. A false trip
+Once tripped, ``hmacfs_choose_arm`` answers ``"baseline"`` for [rollback_period]
+(or until a configuration reload or an admin reset), then the windows are
+cleared and both arms start counting again. A false trip
 costs that period of baseline performance, never a failed transfer.
 """
 
@@ -199,17 +200,26 @@ class RollbackMonitor:
     def hmacfs_configure(self, app: Any, settings: Mapping[str, Any]) -> None:
         """Read the settings and the app's clock; keep the windows on reload.
 
-        A reload keeps a running rollback: its end moves with a new
-        ``rollback_period``, counted from the trip.
+        A reload ends a running rollback: it is one of the two ways an operator
+        re-enables the adaptive arm early (the admin reset is the other).
 
         :raises ValueError: for a bad ``[plugins.rollback_monitor]`` setting.
         """
+        reloading = self._clock is not None
         self._settings = RollbackSettings.from_table(settings)
         self._clock = app.reactor
         self._metrics = getattr(app, "metrics", None)
         self._errors = {
             arm: deque(self._errors[arm], maxlen=self._settings.window) for arm in ARMS
         }
+        if reloading and self._tripped_at is not None:
+            # Reloading is how an operator says "I fixed it": adaptive may run
+            # again, judged on fresh outcomes.
+            self.reset()
+            self.log.warn(
+                "Rollback ended by a configuration reload",
+                event="adaptive_rollback_ended",
+            )
 
     @hookimpl(tryfirst=True)
     def hmacfs_choose_arm(self, transfer: Transfer) -> Arm | None:

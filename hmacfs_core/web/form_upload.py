@@ -431,7 +431,9 @@ class FormUploadReceiver:
             self._reject(UploadRefused(400, "no file in the form"))
             return
 
-        synced = gatherResults([part.synced for part in self.parts if part.synced])
+        synced = gatherResults(
+            [part.synced for part in self.parts if part.synced is not None]
+        )
         synced.addCallback(self._publish_all)
         synced.addCallbacks(self._answer, self._failed)
 

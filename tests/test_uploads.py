@@ -416,6 +416,8 @@ def test_cors_preflight_allows_only_configured_origins(make_server) -> None:
 
     assert allowed.header("access-control-allow-origin") == "https://chat.example.org"
     assert "PUT" in allowed.header("access-control-allow-methods")
+    assert "POST" in allowed.header("access-control-allow-methods")
+    assert "Authorization" in allowed.header("access-control-allow-headers")
     assert other.header("access-control-allow-origin") is None
 
 

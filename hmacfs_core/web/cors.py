@@ -6,6 +6,11 @@ from twisted.web.server import Request
 
 ALLOWED_METHODS = b"GET, HEAD, PUT, OPTIONS"
 
+#: What a cross-origin page may send: slot PUTs and downloads, and form uploads
+#: (``POST /upload``) authorized by a signed URL or a bearer token.
+CORS_METHODS = b"GET, HEAD, PUT, POST, OPTIONS"
+CORS_HEADERS = b"Content-Type, Authorization"
+
 #: What a web client may read from a cross-origin response besides the basics.
 EXPOSED_HEADERS = b"Content-Length, Content-Range, Content-Disposition, ETag"
 
@@ -32,7 +37,7 @@ def render_preflight(allowed_origins: tuple[str, ...], request: Request) -> byte
     request.setResponseCode(204)
     request.setHeader(b"allow", ALLOWED_METHODS)
     if request.responseHeaders.hasHeader(b"access-control-allow-origin"):
-        request.setHeader(b"access-control-allow-methods", ALLOWED_METHODS)
-        request.setHeader(b"access-control-allow-headers", b"Content-Type")
+        request.setHeader(b"access-control-allow-methods", CORS_METHODS)
+        request.setHeader(b"access-control-allow-headers", CORS_HEADERS)
         request.setHeader(b"access-control-max-age", b"86400")
     return b""

@@ -69,8 +69,6 @@ FORM_CONTENT_TYPE = "multipart/form-data"
 #: Read size when feeding a body that Twisted has already buffered.
 BUFFERED_READ_SIZE = 64 * 1024
 
-# XXX: the CORS preflight (cors.py) allows neither POST nor Authorization, so a
-# page on another origin can post to a signed URL but cannot send the token.
 BEARER_CHALLENGE = b'Bearer realm="hmacfs upload"'
 
 

@@ -162,6 +162,11 @@ def _rotated(servers: Sequence[Server], by: int) -> list[Server]:
 
 
 def _measure(workload: Workload, server: Server, round_index: int) -> Record:
+    # A fresh process for every measurement: what one workload leaves behind
+    # (memory Python keeps, connections Prosody has not let go of) must not
+    # weigh on the next one.
+    server.stop()
+    server.start()
     started = time.perf_counter()
     try:
         values = workload.run(server, round_index)

@@ -22,6 +22,7 @@ from hmacfs_core.metrics import Metrics
 from hmacfs_core.peer import client_address, parse_networks
 from hmacfs_core.pipeline import Pipeline
 from hmacfs_core.plugins import PluginHooks, configure_plugins, load_plugins
+from hmacfs_core.resumable import ResumableUploads
 from hmacfs_core.storage import Store
 
 T = TypeVar("T")
@@ -53,6 +54,7 @@ class App:
     draining: bool = field(default=False, init=False)
     reload_listeners: list[Callable[[Config], None]] = field(factory=list, init=False)
     trusted_proxies: tuple[Any, ...] = field(default=(), init=False)
+    tus: ResumableUploads = field(init=False)
 
     def __attrs_post_init__(self) -> None:
         """Load and configure the plugins; a bad one stops the start here.
@@ -60,6 +62,7 @@ class App:
         :raises PluginError: naming the plugin that cannot be used.
         """
         self.store = Store(self.config.server.storage_path)
+        self.tus = ResumableUploads(self)
         self.trusted_proxies = parse_networks(self.config.server.trusted_proxies)
         self.plugins = load_plugins(self.config, on_error=self._plugin_failed)
         configure_plugins(self.plugins, self, self.config)
@@ -150,7 +153,12 @@ class App:
         :class:`hmacfs_core.web.StreamingRequest` as its ``requestFactory``;
         under Twisted's plain ``Request`` they still work, but Twisted buffers
         each body (in a temp file) before hmacfs sees it.
+
+        Serving starts the resumable uploads' upkeep: what a dead process left
+        is cut back to its last checkpoint, and expired uploads are swept.
         """
         from hmacfs_core.web.slots import SlotResource
 
+        if self.config.tus.enabled:
+            self.tus.start()
         return SlotResource(self)

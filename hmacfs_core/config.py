@@ -53,6 +53,7 @@ __all__ = [
     "Seconds",
     "SecurityConfig",
     "ServerConfig",
+    "TusConfig",
     "UploadsConfig",
     "default_config",
     "load_config",
@@ -650,6 +651,42 @@ class HandoffConfig:
     )
 
 
+def _check_tus_path(
+    instance: object, attribute: attrs.Attribute[Any], value: str
+) -> None:
+    _check_base_path(instance, attribute, value)
+    if value == "/":
+        raise ValueError("must not be '/': every URL would be a tus URL")
+
+
+@frozen
+class TusConfig:
+    """
+    The ``[tus]`` section: resumable uploads (tus 1.0) with the same signed URLs.
+
+    :ivar enabled: serve the tus endpoint.
+    :ivar path: the URL prefix of the endpoint; a client creates an upload by
+        putting it in front of the signed PUT URL's path.
+    :ivar expiration: how long an unfinished upload is kept after its last
+        activity.
+    :ivar checkpoint_interval: received bytes are fsynced and the offset
+        persisted at least this often, so a crash loses at most this much.
+    :ivar sweep_interval: how often expired uploads are looked for and removed.
+    """
+
+    enabled: bool = True
+    path: str = field(
+        default="/tus/", converter=_normalise_base_path, validator=_check_tus_path
+    )
+    expiration: Seconds = field(
+        default=Seconds(24 * 3600.0), validator=_check_positive_duration
+    )
+    checkpoint_interval: ByteSize = field(
+        default=ByteSize(4 * MiB), validator=_size_between(64 * KiB, 1024 * MiB)
+    )
+    sweep_interval: Seconds = field(default=Seconds(600.0), validator=_check_interval)
+
+
 @frozen
 class MetricsConfig:
     """
@@ -722,6 +759,7 @@ class Config:
     client_optimization: ClientOptimizationConfig = Factory(ClientOptimizationConfig)
     network_interfaces: NetworkInterfacesConfig = Factory(NetworkInterfacesConfig)
     handoff: HandoffConfig = Factory(HandoffConfig)
+    tus: TusConfig = Factory(TusConfig)
     metrics: MetricsConfig = Factory(MetricsConfig)
     plugins: PluginsConfig = Factory(PluginsConfig)
 
@@ -1227,6 +1265,15 @@ def _cross_section_problems(config: Config) -> list[ConfigProblem]:
             ConfigProblem(
                 "performance.initial_buffer_size",
                 "must lie between min_buffer_size and max_buffer_size",
+            )
+        )
+    tus = config.tus
+    if tus.enabled and config.server.base_path.startswith(tus.path):
+        problems.append(
+            ConfigProblem(
+                "tus.path",
+                f"covers server.base_path ({config.server.base_path}): no slot URL "
+                "could take a PUT",
             )
         )
     if config.server.workers > 1 and config.metrics.listen_address is not None:

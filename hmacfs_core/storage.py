@@ -5,6 +5,7 @@ Layout under ``storage_path``::
     files/     what GET URLs serve, one file per upload path
     meta/      one JSON record per stored file (content type, SHA-256, size)
     staging/   bodies being received; never visible under a final name
+               (subdirectories belong to resumable uploads: ``staging/tus``)
 
 Only ``files/`` is reachable by URL, so internal state cannot be requested by
 anybody. ``staging/`` lives on the same filesystem as ``files/`` so that
@@ -111,12 +112,17 @@ class Store:
         """Create the layout and remove stale staged files; return how many.
 
         A staged file left at start-up belongs to a transfer that died with the
-        previous process: its client got no 201 and will retry.
+        previous process: its client got no 201 and will retry. Directories are
+        left alone: the partial uploads in them are meant to be resumed.
         """
         for directory in (self.files_dir, self.meta_dir, self.staging_dir):
             directory.mkdir(parents=True, exist_ok=True)
 
-        stale = list(self.staging_dir.iterdir())
+        stale = [
+            entry
+            for entry in self.staging_dir.iterdir()
+            if entry.is_symlink() or not entry.is_dir()
+        ]
         for entry in stale:
             entry.unlink(missing_ok=True)
         return len(stale)

@@ -3,7 +3,8 @@
 Besides the XEP-0363 slot URLs (everything under ``server.base_path``), the
 server answers ``/download/<path>``, ``POST /upload`` (form uploads) and, with
 the adaptive engine on, ``/download/adaptive/<path>`` and ``POST
-/upload/adaptive`` (and ``POST /upload/auto`` in testing mode). A route name is
+/upload/adaptive`` (and ``POST /upload/auto`` in testing mode), and everything
+under ``[tus] path`` while tus is enabled. A route name is
 what ``Transfer.route`` carries to the plugins and what the rollout rules decide
 the arm by.
 """
@@ -22,7 +23,7 @@ class Route:
     """A route family and the URL prefix its paths are relative to.
 
     :ivar name: ``slot``, ``download``, ``download/adaptive``, ``upload``,
-        ``upload/adaptive`` or ``upload/auto``.
+        ``upload/adaptive``, ``upload/auto`` or ``tus``.
     :ivar prefix: stripped (exactly once) from the raw path before the rest is
         read as an upload path: ``server.base_path`` for slots.
     """
@@ -66,12 +67,14 @@ def route_for(
     adaptive: bool,
     metrics_here: bool = True,
     testing: bool = False,
+    tus_path: str | None = None,
 ) -> Route | None:
     """The route of ``request``, or None for a route that is switched off.
 
     ``/download/...`` is a download route only for reading methods, so a slot
     under a ``base_path`` of ``/download/`` still takes its PUTs.
     ``/upload/adaptive`` needs ``adaptive``, ``/upload/auto`` also ``testing``.
+    Every method under ``tus_path`` (None while tus is off) is tus's.
     """
     raw = relative_raw_path(request)
     service = SERVICE_ROUTES.get(raw)
@@ -88,6 +91,9 @@ def route_for(
         if form == "upload/auto" and not (adaptive and testing):
             return None
         return Route(form, "/")
+
+    if tus_path is not None and (raw + b"/").startswith(tus_path.encode("utf-8")):
+        return Route("tus", tus_path)
 
     if request.method in READ_METHODS:
         if raw.startswith(b"/download/adaptive/"):

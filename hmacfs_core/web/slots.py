@@ -19,6 +19,7 @@ from hmacfs_core.web.service import (
     render_rollback_reset,
 )
 from hmacfs_core.web.transfer_log import track_transfer
+from hmacfs_core.web.tus import TusResource, TusSink
 from hmacfs_core.web.upload import UploadReceiver, respond
 
 #: What a client is told to wait when it asks a server that is stopping: long
@@ -52,6 +53,7 @@ class SlotResource(Resource):
     def __init__(self, app: App) -> None:
         super().__init__()
         self.app = app
+        self.tus = TusResource(app)
 
     def render(self, request: server.Request) -> bytes | int:
         """Dispatch by route, then by method.
@@ -66,6 +68,8 @@ class SlotResource(Resource):
         service = SERVICE_RENDERERS.get(route.name)
         if service is not None:
             return service(self.app, request)
+        if route.name == "tus":
+            return self.tus.render(request)
 
         if self.app.draining and request not in self.app.active_transfers:
             # Only requests that began before the stop signal are still served.
@@ -79,7 +83,10 @@ class SlotResource(Resource):
             return plain_text(request, 405, "method not allowed")
         return super().render(request)
 
-    def begin_upload(self, request: StreamingRequest) -> Receiver | None:
+    def begin_upload(self, request: StreamingRequest) -> Receiver | TusSink | None:
+        route = self._route(request)
+        if route is not None and route.name == "tus":
+            return self.tus.begin_upload(request)
         return self._begin(request, buffered=False)
 
     def _begin(self, request: StreamingRequest, buffered: bool) -> Receiver | None:
@@ -112,6 +119,7 @@ class SlotResource(Resource):
             metrics_here=config.metrics.enabled
             and config.metrics.listen_address is None,
             testing=config.performance.testing_mode,
+            tus_path=config.tus.path if config.tus.enabled else None,
         )
 
     def render_PUT(self, request: server.Request) -> bytes | int:

@@ -14,6 +14,9 @@ from twisted.web.server import Request
 from hmacfs_core.app import App
 from hmacfs_core.transfer import Outcome
 
+#: Methods whose body is the transfer (tus appends with PATCH).
+UPLOAD_METHODS = (b"PUT", b"POST", b"PATCH")
+
 
 def track_transfer(app: App, request: Request) -> None:
     """Count ``request`` as running until it ends, then log it once."""
@@ -22,7 +25,7 @@ def track_transfer(app: App, request: Request) -> None:
     app.active_transfers.add(request)
     started = getattr(request, "started", 0.0) or time.monotonic()
     active = app.metrics.active_transfers.labels(
-        direction="upload" if request.method in (b"PUT", b"POST") else "download"
+        direction="upload" if request.method in UPLOAD_METHODS else "download"
     )
     active.inc()
 
@@ -51,7 +54,8 @@ def track_transfer(app: App, request: Request) -> None:
             arm=transfer.arm if transfer else "none",
             client_class=(transfer.client_class if transfer else None) or "unknown",
             method=request.method.decode("latin-1"),
-            path=request.path.decode("latin-1"),
+            # A resource may log a path without a capability in it (tus ids).
+            path=getattr(request, "log_path", request.path).decode("latin-1"),
             status=status,
             bytes=_bytes_moved(request),
             seconds=seconds,
@@ -72,6 +76,6 @@ def _outcome(request: Request, completed: bool, seconds: float) -> Outcome:
 
 
 def _bytes_moved(request: Request) -> int:
-    if request.method in (b"PUT", b"POST"):
+    if request.method in UPLOAD_METHODS:
         return getattr(request, "received_bytes", 0)
     return request.sentLength

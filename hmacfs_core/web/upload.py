@@ -57,14 +57,35 @@ def authorize_upload(
     if size is None:
         raise UploadRefused(411, "Content-Length required")
 
-    signed = find_signature(request.args, config.security.protocols)
-    if signed is None:
+    if find_signature(request.args, config.security.protocols) is None:
         raise UploadRefused(403, "missing signature")
 
     signed_type = _header_text(request, b"content-type")
     if signed_type is not None and not signed_type.isascii():
         # It could be neither stored faithfully nor sent back in a header.
         raise UploadRefused(400, "Content-Type must be ASCII")
+    check_signed_upload(app, request, upload_path, size, signed_type)
+    return upload_path, size, signed_type or DEFAULT_CONTENT_TYPE
+
+
+def check_signed_upload(
+    app: App,
+    request: Request,
+    upload_path: UploadPath,
+    size: int,
+    signed_type: str | None,
+) -> None:
+    """The checks a PUT and a tus creation share: signature, size, existing file.
+
+    The signature is judged as a PUT's (v3 signs the method), so one signed URL
+    serves both; a v3 ``expires`` is judged now, when the headers arrived.
+
+    :raises UploadRefused: 403, 413 or 409.
+    """
+    config = app.config
+    signed = find_signature(request.args, config.security.protocols)
+    if signed is None:
+        raise UploadRefused(403, "missing signature")
     verdict = verify_upload(
         app.secret,
         signed,
@@ -84,8 +105,6 @@ def authorize_upload(
     existing = app.store.lookup(upload_path)
     if existing is not None and existing.size != size:
         raise UploadRefused(409, "file already exists")
-
-    return upload_path, size, signed_type or DEFAULT_CONTENT_TYPE
 
 
 @define

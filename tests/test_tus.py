@@ -16,6 +16,8 @@ import random
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +38,7 @@ from hmacfs_core.partials import PartialStore, UploadRecord, new_upload_id
 from hmacfs_core.storage import Store
 
 MiB = 1024 * 1024
+REPOSITORY = Path(__file__).resolve().parent.parent
 CHECKPOINT = 256 * 1024
 
 
@@ -696,3 +699,31 @@ def test_start_up_cuts_parts_back_to_the_recorded_offset(tmp_path: Path) -> None
 
     assert store.part_path(record.id).stat().st_size == 20
     assert store.load(record.id).offset == 20  # type: ignore[union-attr]
+
+
+# -- the figures of the issue ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_500_mb_cut_ten_times_across_three_addresses(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.tus_handoff",
+            "--json",
+            "--work-dir",
+            str(tmp_path),
+        ],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    figures = json.loads(run.stdout.strip().splitlines()[-1])
+
+    assert figures["hash_matches"]
+    assert figures["cuts"] == 10
+    assert len(figures["addresses"]) == 3
+    assert figures["resent_bytes"] <= figures["checkpoint_interval"]

@@ -72,7 +72,9 @@ class Transfer:
     Plugins read it; the core sets ``arm``, ``client_class``, ``network`` and
     ``plan`` as the pipeline decides them. ``route`` names the URL family the
     transfer came through: ``slot`` (XEP-0363 URLs), ``upload``, ``download``,
-    ``upload/adaptive``, ``download/adaptive`` or ``upload/auto``. ``notes`` is
+    ``upload/adaptive``, ``download/adaptive``, ``upload/auto`` or ``tus`` (a
+    tus PATCH, or a creation carrying data: ``path`` and ``size`` are then
+    the whole upload's, not this request's). ``notes`` is
     free for plugins to keep per-transfer state between hooks (key it by plugin
     name).
     """

@@ -578,6 +578,33 @@ def test_racing_patches_leave_exactly_one_body(
     assert stored_sha256(server, path) == sha256(winner)
 
 
+def test_each_patch_is_a_transfer_the_plugins_and_logs_see(
+    make_server: Callable[..., RunningServer],
+) -> None:
+    server = make_server(
+        '[logging]\nformat = "json"\ndetailed_logging = true\n'
+        "[performance]\nadaptive_buffers = true\nfully_adaptive = true\n"
+    )
+    wire = TusWire(server.host, server.port)
+    path = unique("seen.bin")
+    location = create(server, wire, path, 10)
+    upload_id = location.rsplit("/", 1)[1]
+    assert wire.patch(location, 0, b"01234", source="127.0.0.2").status == 204
+    assert wire.patch(location, 5, b"56789", source="127.0.0.3").status == 204
+
+    details = [
+        server.wait_for_event(event="transfer_detail", peer=peer)
+        for peer in ("127.0.0.2", "127.0.0.3")
+    ]
+    for detail in details:
+        assert (detail["route"], detail["path"], detail["size"]) == ("tus", path, 10)
+        assert detail["direction"] == "upload"
+        assert detail["arm"] == "adaptive"
+    logged = server.events(method="PATCH")
+    assert [event["bytes"] for event in logged] == [5, 5]
+    assert upload_id not in server.log_text()
+
+
 # -- the [tus] keys -------------------------------------------------------
 
 

@@ -231,6 +231,10 @@ class TusResource:
         return record
 
     def _lock(self, upload_id: str) -> PartLock:
+        # XXX: a PATCH whose client vanished without a reset (a phone that
+        # left its network) holds the upload until its idle timeout, so the
+        # phone's PATCH from its next network gets 423 until then; taking it
+        # over belongs to [handoff] seamless_switching.
         try:
             return self.uploads.store.lock(upload_id)
         except UploadLocked:

@@ -159,6 +159,5 @@ class App:
         """
         from hmacfs_core.web.slots import SlotResource
 
-        if self.config.tus.enabled:
-            self.tus.start()
+        self.tus.start()
         return SlotResource(self)

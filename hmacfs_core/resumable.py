@@ -60,7 +60,9 @@ class ResumableUploads:
     def start(self) -> None:
         """Recover what a dead process left, then sweep every ``sweep_interval``.
 
-        Called when the app starts serving; calling it again does nothing.
+        Called when the app starts serving, whether tus is enabled or not: a
+        reload may enable it, and partial uploads left from when it was must
+        still expire. Calling it again does nothing.
         """
         if self._sweeper is not None:
             return

@@ -119,11 +119,17 @@ class StagedWriter:
         self._in_flight_size = 0
 
         if self._closing:
+            # A body that ended while reading was paused: the connection must
+            # read again, or the next request on it is never seen.
+            self._resume_producer()
             self._wake_idle_waiters()
             return
 
         if self._gathered_size >= self.buffer_size:
             self._write_gathered()
+        self._resume_producer()
+
+    def _resume_producer(self) -> None:
         if self._paused and self.producer is not None:
             self._paused = False
             self.producer.resumeProducing()

@@ -100,17 +100,25 @@ class App:
             listener(config)
 
     def _keep_start_bound(self, config: Config) -> Config:
-        running = self.config.server
+        running = self.config
         kept = attrs.evolve(
             config.server,
-            listen_address=running.listen_address,
-            storage_path=running.storage_path,
-            workers=running.workers,
+            listen_address=running.server.listen_address,
+            storage_path=running.server.storage_path,
+            workers=running.server.workers,
         )
-        if kept != config.server:
+        metrics = attrs.evolve(
+            config.metrics, listen_address=running.metrics.listen_address
+        )
+        logging = attrs.evolve(
+            config.logging,
+            level=running.logging.level,
+            format=running.logging.format,
+        )
+        if (kept, metrics, logging) != (config.server, config.metrics, config.logging):
             self.log.warn(
-                "Reload: listen_address, storage_path and workers need a restart; "
-                "keeping the running ones"
+                "Reload: listen addresses, storage_path, workers and the log level "
+                "and format need a restart; keeping the running ones"
             )
         plugins = config.plugins
         if plugins.active != self.config.plugins.active:
@@ -124,7 +132,9 @@ class App:
                 enabled=self.config.plugins.enabled,
                 disabled=self.config.plugins.disabled,
             )
-        return attrs.evolve(config, server=kept, plugins=plugins)
+        return attrs.evolve(
+            config, server=kept, metrics=metrics, logging=logging, plugins=plugins
+        )
 
     def _plugin_failed(self, plugin: str, hook: str, error: BaseException) -> None:
         """A hook raised mid-transfer: log and count it; the transfer goes on."""

@@ -1336,7 +1336,19 @@ def _unknown_key_message(error: ForbiddenExtraKeysError, key: str) -> str:
     close = difflib.get_close_matches(key, valid, n=1)
     if close:
         return f"unknown {kind} (did you mean {close[0]!r}?)"
+    home = _section_holding(key)
+    if home is not None:
+        # The design guide's debug keys sit in [performance] there, for one.
+        return f"unknown {kind} (it belongs in [{home}])"
     return f"unknown {kind} (valid {kind}s: {', '.join(valid)})"
+
+
+def _section_holding(key: str) -> str | None:
+    """The section that has a key of this name, if any does."""
+    for section in attrs.fields(Config):
+        if attrs.has(section.type) and key in attrs.fields_dict(section.type):
+            return section.name
+    return None
 
 
 def _resolve_paths(config: Config, base_dir: Path) -> Config:

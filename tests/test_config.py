@@ -703,3 +703,11 @@ def test_an_empty_secret_file_is_a_config_error(
 
     with pytest.raises(ConfigError, match="the secret is empty"):
         resolve_secret(config, {})
+
+
+def test_a_key_written_in_the_wrong_section_names_its_section() -> None:
+    problems = problems_of("[performance]\ndetailed_logging = true")
+
+    assert problems == {
+        "performance.detailed_logging": "unknown key (it belongs in [logging])"
+    }

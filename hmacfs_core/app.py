@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource
 
 from hmacfs_core.config import Config
+from hmacfs_core.handoff import UploadHandoff
 from hmacfs_core.metrics import Metrics
 from hmacfs_core.peer import client_address, parse_networks
 from hmacfs_core.pipeline import Pipeline
@@ -55,6 +56,7 @@ class App:
     reload_listeners: list[Callable[[Config], None]] = field(factory=list, init=False)
     trusted_proxies: tuple[Any, ...] = field(default=(), init=False)
     tus: ResumableUploads = field(init=False)
+    handoff: UploadHandoff = field(init=False)
 
     def __attrs_post_init__(self) -> None:
         """Load and configure the plugins; a bad one stops the start here.
@@ -63,6 +65,8 @@ class App:
         """
         self.store = Store(self.config.server.storage_path)
         self.tus = ResumableUploads(self)
+        self.handoff = UploadHandoff(self)
+        self.tus.cut_policy = self.handoff.cut_policy
         self.trusted_proxies = parse_networks(self.config.server.trusted_proxies)
         self.plugins = load_plugins(self.config, on_error=self._plugin_failed)
         configure_plugins(self.plugins, self, self.config)

@@ -632,18 +632,30 @@ class HandoffConfig:
     The ``[handoff]`` section: what happens when a phone retries an upload from
     another address or network (Wi-Fi to LTE), used by ``network_policy``.
 
-    :ivar seamless_switching: treat a retry from a new address or network as the
-        same upload moving, so what was measured on the old network carries over
-        to plan the new attempt; off, every attempt is planned as a new upload.
+    :ivar seamless_switching: let an upload continue from a new address or
+        network: a resumable upload's PATCH from another address is accepted,
+        and what was measured on the old network carries over to plan the new
+        attempt. Off, a resumable upload continues only from the address of its
+        last PATCH (403 otherwise), and every attempt is planned as new.
     :ivar switch_notification_enabled: log each switch (old and new address and
         network) so operators can see handoffs happen.
     :ivar interface_quality_history: throughput measurements kept per upload and
         network kind, to compare the new network with the old one.
     :ivar performance_comparison_window: how long an upload's history is kept; a
         retry after that is a new upload, not a switch.
+    :ivar chunk_retry_on_switch: a resumable upload's PATCH that is cut before
+        its end is discarded back to where it started, so the client resends
+        that chunk whole (a client that checksums its chunks needs that); off,
+        the bytes that arrived are kept.
+    :ivar pause_transfers_on_switch: when a resumable upload continues from a
+        new address while its PATCH from the old one still holds it (the
+        phone's old network went away without a reset), that PATCH is stopped
+        at once instead of holding the upload until its idle timeout.
     """
 
     seamless_switching: bool = True
+    chunk_retry_on_switch: bool = False
+    pause_transfers_on_switch: bool = True
     switch_notification_enabled: bool = True
     interface_quality_history: int = field(default=10, validator=_check_history_length)
     performance_comparison_window: Seconds = field(

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from hmacfs_core.transfer import Arm, Outcome, ProgressSample, Transfer, TransferPlan
+from hmacfs_core.transfer import (
+    Arm,
+    NetworkSwitch,
+    Outcome,
+    ProgressSample,
+    Transfer,
+    TransferPlan,
+)
 
 if TYPE_CHECKING:
     from hmacfs_core.app import App
@@ -102,4 +109,18 @@ def hmacfs_choose_arm(transfer: Transfer) -> Arm | None:
     keys decide from ``transfer.route`` and ``rollout_percent``
     (:mod:`hmacfs_core.rollout`). Answer per path, not at random, so that a
     retried upload lands on the same arm.
+    """
+
+
+@hookspec
+def hmacfs_transfer_switched(transfer: Transfer, switch: NetworkSwitch) -> None:
+    """Hear that a resumable upload continues from another address.
+
+    Called once per PATCH that comes from a different address than the
+    upload's previous one, after that PATCH's plan is made and before its body,
+    with ``[handoff] switch_notification_enabled`` on. ``transfer`` is the new
+    PATCH (its ``network`` is already detected on the adaptive arm); a plugin
+    may change ``transfer.plan`` for the rest of the upload, as in
+    ``hmacfs_transfer_progress``, and may compare the networks from what it
+    measured of the upload before.
     """

@@ -346,8 +346,11 @@ class TransferRun:
         self.pipeline.hooks.call_all(
             "hmacfs_transfer_progress", transfer=self.transfer, sample=sample
         )
+        self.apply_changes()
 
-        if self.transfer.plan != self._applied_plan:
+    def apply_changes(self) -> None:
+        """Clamp and apply a plan a plugin changed while the transfer runs."""
+        if self.adaptive and self.transfer.plan != self._applied_plan:
             self.transfer.plan = clamp_plan(self.pipeline.config, self.plan)
             self._apply_plan(self.plan)
             self.replans += 1

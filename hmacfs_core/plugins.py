@@ -34,6 +34,7 @@ HOOK_NAMES = (
     "hmacfs_transfer_progress",
     "hmacfs_transfer_finished",
     "hmacfs_choose_arm",
+    "hmacfs_transfer_switched",
 )
 
 BUILTIN_DISTRIBUTION = "hmacfs"

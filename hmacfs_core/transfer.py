@@ -146,3 +146,24 @@ class Outcome:
     def throughput(self) -> float:
         """Bytes per second over the whole transfer."""
         return self.bytes / self.seconds if self.seconds > 0 else 0.0
+
+
+@frozen
+class NetworkSwitch:
+    """A resumable upload continuing from another address (a phone that moved
+    from Wi-Fi to LTE, say).
+
+    :ivar upload_id: the tus upload.
+    :ivar path: the upload path it will be published under.
+    :ivar old_peer: the address of its previous PATCH.
+    :ivar new_peer: the address of this one.
+    :ivar offset: the bytes already stored when the new address took over.
+    :ivar gap: seconds between the two PATCHes' starts.
+    """
+
+    upload_id: str
+    path: str
+    old_peer: str
+    new_peer: str
+    offset: int
+    gap: float

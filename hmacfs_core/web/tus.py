@@ -48,6 +48,7 @@ from twisted.web import server
 from twisted.web.server import Request
 
 from hmacfs_core.app import App
+from hmacfs_core.handoff import SwitchRefused
 from hmacfs_core.partials import (
     ChecksumClaim,
     PartialFile,
@@ -61,6 +62,7 @@ from hmacfs_core.paths import PathRefused, UploadPath, parse_upload_path
 from hmacfs_core.pipeline import TransferRun
 from hmacfs_core.resumable import ResumableUploads
 from hmacfs_core.storage import DEFAULT_CONTENT_TYPE, PublishResult
+from hmacfs_core.transfer import NetworkSwitch
 from hmacfs_core.web.cors import apply_cors
 from hmacfs_core.web.request import UploadRefused
 from hmacfs_core.web.routing import relative_raw_path
@@ -187,14 +189,22 @@ class TusResource:
                 raise refusal(409, "upload already complete")
             return CompletedUpload(self.app, request, record)
 
-        lock = self._lock(record.id)
+        peer = self.app.client_address(request)
+        try:
+            switch = self.app.handoff.check(record, peer)
+        except SwitchRefused:
+            raise refusal(
+                403, "this upload continues only from the address of its last PATCH"
+            ) from None
+
+        lock = self._lock(record, peer)
         try:
             record = self._live_record(record.id)
             if offset != record.offset:
                 raise refusal(409, "Upload-Offset is not the upload's offset")
             if offset + (request.body_length or 0) > record.length:
                 raise refusal(413, "body runs past Upload-Length")
-            append = Append.open(self.app, request, record, lock, claim)
+            append = Append.open(self.app, request, record, lock, claim, switch=switch)
         except Exception:
             lock.release()
             raise
@@ -230,14 +240,24 @@ class TusResource:
             raise refusal(404, "no such upload")
         return record
 
-    def _lock(self, upload_id: str) -> PartLock:
-        # XXX: a PATCH whose client vanished without a reset (a phone that
-        # left its network) holds the upload until its idle timeout, so the
-        # phone's PATCH from its next network gets 423 until then; taking it
-        # over belongs to [handoff] seamless_switching.
+    def _lock(self, record: UploadRecord, peer: str) -> PartLock:
+        """Hold the upload for this request.
+
+        A PATCH from the upload's old address may still hold it: a phone that
+        left its network sends no reset. ``[handoff] pause_transfers_on_switch``
+        stops that PATCH, and this one is told to retry in a second.
+
+        :raises UploadRefused: 423 while another request holds it.
+        """
         try:
-            return self.uploads.store.lock(upload_id)
+            return self.uploads.store.lock(record.id)
         except UploadLocked:
+            if self.app.handoff.take_over(record, peer):
+                raise refusal(
+                    423,
+                    "the upload's previous connection was stopped; retry",
+                    {b"retry-after": b"1"},
+                ) from None
             raise refusal(423, "another request holds this upload") from None
         except FileNotFoundError:
             # Its part was just published or removed by another request.
@@ -324,7 +344,7 @@ class TusResource:
         if record.completed:
             store.remove(record.id)
         else:
-            lock = self._lock(record.id)
+            lock = self._lock(record, self.app.client_address(request))
             try:
                 store.remove(record.id)
             finally:
@@ -390,6 +410,7 @@ class Append:
         claim: ChecksumClaim | None,
         transfer: bool = True,
         created: bool = False,
+        switch: NetworkSwitch | None = None,
     ) -> Append:
         """Start appending at the recorded offset; the caller holds ``lock``.
 
@@ -423,6 +444,9 @@ class Append:
             request.transfer_run = run
         append = cls(app, request, record, lock, part, run, created, peer)
         uploads.running[record.id] = append
+        if switch is not None and run is not None:
+            app.handoff.notify(run.transfer, switch)
+            run.apply_changes()
         return append
 
     def __attrs_post_init__(self) -> None:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.report import Record, RunFacts, write
+from bench.report import Record, RunFacts, load, write
 from bench.servers import (
     SERVER_NAMES,
     Hmacfs,
@@ -77,6 +77,14 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run Prosody with its default event-loop floor of 1 ms (see "
         "bench/README.md): large uploads to it then take minutes",
+    )
+    parser.add_argument(
+        "--from-results",
+        type=Path,
+        default=None,
+        metavar="RESULTS_JSON",
+        help="measure nothing: write the report again from an earlier run's "
+        "results.json (after a change to the report's form)",
     )
     parser.add_argument(
         "--profile",
@@ -225,6 +233,15 @@ def _profile(
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _arguments(argv)
+    if arguments.from_results is not None:
+        facts, records = load(arguments.from_results)
+        scale = QUICK if facts.quick else FULL
+        keys = {record.workload for record in records}
+        workloads = [w(scale) for w in WORKLOADS if w.key in keys]
+        page = write(arguments.output, facts, records, workloads)
+        _say(f"wrote {page} from {arguments.from_results}")
+        return 0
+
     scale = QUICK if arguments.quick else FULL
     names = _choose(arguments.servers, SERVER_NAMES, "server")
     keys = _choose(arguments.workloads, [w.key for w in WORKLOADS], "workload")

@@ -169,12 +169,15 @@ def _rotated(servers: Sequence[Server], by: int) -> list[Server]:
     return [*servers[by:], *servers[:by]]
 
 
-def _measure(workload: Workload, server: Server, round_index: int) -> Record:
+def _measure(
+    workload: Workload, server: Server, round_index: int, fresh: bool
+) -> Record:
     # A fresh process for every measurement: what one workload leaves behind
     # (memory Python keeps, connections Prosody has not let go of) must not
-    # weigh on the next one.
-    server.stop()
-    server.start()
+    # weigh on the next one. A quick run skips it to stay quick.
+    if fresh:
+        server.stop()
+        server.start()
     started = time.perf_counter()
     try:
         values = workload.run(server, round_index)
@@ -282,7 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if workload.only is None or s.name in workload.only
                 ]
                 for server in _rotated(taking_part, round_index):
-                    records.append(_measure(workload, server, round_index))
+                    records.append(
+                        _measure(workload, server, round_index, not arguments.quick)
+                    )
 
         for workload in workloads:
             if workload.key not in profiled:

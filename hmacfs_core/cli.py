@@ -1,4 +1,4 @@
-"""The ``hmacfs`` command: serve, sign URLs, check a configuration file."""
+"""The ``hmacfs`` command: serve, sign URLs, check a configuration file, upload."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from hmacfs_core.config import (
 from hmacfs_core.paths import PathRefused, encode_path, parse_upload_path
 from hmacfs_core.signatures import signed_query
 from hmacfs_core.units import parse_duration
+from hmacfs_core.upload_client import add_upload_command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,6 +85,8 @@ def _make_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a TOML file")
     check.add_argument("file", type=Path)
     check.set_defaults(run=_check_config)
+
+    add_upload_command(commands)
     return parser
 
 

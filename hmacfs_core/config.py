@@ -351,11 +351,18 @@ class UploadsConfig:
     The ``[uploads]`` section.
 
     :ivar write_buffer_size: bytes gathered in memory before each write to the
-        staged file; larger means fewer system calls and more memory per upload.
+        staged file; larger means fewer system calls and more memory per upload
+        (about two of these per running upload). 256 KiB keeps 100 concurrent
+        uploads under 100 MB of memory at full speed (docs/benchmarks.md).
+    :ivar read_size: bytes asked of the socket per read; each read is one trip
+        through the HTTP parser, so larger reads cost less CPU per GiB.
     """
 
     write_buffer_size: ByteSize = field(
-        default=ByteSize(1 * MiB), validator=_size_between(4 * KiB, 64 * MiB)
+        default=ByteSize(256 * KiB), validator=_size_between(4 * KiB, 64 * MiB)
+    )
+    read_size: ByteSize = field(
+        default=ByteSize(256 * KiB), validator=_size_between(4 * KiB, 16 * MiB)
     )
 
 
@@ -1358,7 +1365,8 @@ def _unknown_key_message(error: ForbiddenExtraKeysError, key: str) -> str:
 def _section_holding(key: str) -> str | None:
     """The section that has a key of this name, if any does."""
     for section in attrs.fields(Config):
-        if attrs.has(section.type) and key in attrs.fields_dict(section.type):
+        cls = section.type
+        if cls is not None and attrs.has(cls) and key in attrs.fields_dict(cls):
             return section.name
     return None
 

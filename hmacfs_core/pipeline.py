@@ -49,8 +49,6 @@ from hmacfs_core.transfer import (
     TransferPlan,
 )
 
-#: Twisted's own socket read size (``twisted.internet.abstract.FileDescriptor``).
-BASELINE_READ_SIZE = 64 * 1024
 #: ``Retry-After`` for server-side upload failures before any multiplier.
 BASELINE_RETRY_AFTER = 10.0
 
@@ -65,7 +63,7 @@ RETRY_AFTER_BOUNDS = (1.0, 3600.0)
 def baseline_plan(config: Config) -> TransferPlan:
     """The core server's plan: ``[server]``, ``[uploads]`` and ``[downloads]``."""
     return TransferPlan(
-        read_size=BASELINE_READ_SIZE,
+        read_size=config.uploads.read_size,
         socket_receive_buffer=None,
         socket_send_buffer=None,
         write_buffer_size=config.uploads.write_buffer_size,
@@ -265,6 +263,11 @@ class TransferRun:
         if self.adaptive:
             self._apply_plan(self.plan)
             self._start_sampling()
+        elif self.transfer.direction == "upload":
+            # The core's own read size (Twisted reads 64 KiB by default).
+            transport = getattr(self.request.channel, "transport", None)
+            if transport is not None:
+                transport.bufferSize = self.plan.read_size
         if self.debug:
             self._read_back()
 

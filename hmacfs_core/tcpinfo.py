@@ -16,14 +16,15 @@ _DELIVERY_RATE = struct.Struct("=Q")  # bytes per second, at 160
 _INFO_SIZE = 168
 
 
-def read_tcp_stats(sock: socket.socket) -> TcpStats | None:
+def read_tcp_stats(sock: socket.socket | None) -> TcpStats | None:
     """The connection's RTT, its variance and delivery rate, or None.
 
-    None on platforms without ``TCP_INFO`` or on kernels too old to report the
-    delivery rate; plugins then decide from what else they know.
+    None without a plain socket (a TLS transport, a test double), on platforms
+    without ``TCP_INFO`` or on kernels too old to report the delivery rate;
+    plugins then decide from what else they know.
     """
     option = getattr(socket, "TCP_INFO", None)
-    if option is None:
+    if sock is None or option is None:
         return None
     try:
         raw = sock.getsockopt(socket.IPPROTO_TCP, option, _INFO_SIZE)

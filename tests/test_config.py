@@ -67,7 +67,9 @@ def test_the_defaults_are_the_documented_ones() -> None:
         protocols=("v1", "v2", "token", "v3"),
         v2_type_from_extension=False,
     )
-    assert config.uploads == UploadsConfig(write_buffer_size=1 * MiB)
+    assert config.uploads == UploadsConfig(
+        write_buffer_size=256 * KiB, read_size=256 * KiB
+    )
     assert config.downloads == DownloadsConfig(allowed_origins=(), chunk_size=1 * MiB)
     assert config.logging == LoggingConfig(level="info")
 

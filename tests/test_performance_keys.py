@@ -85,6 +85,6 @@ def test_adaptive_buffers_off_gives_exactly_the_baseline_plan(make_server) -> No
     decisions = _decisions(server)
 
     assert decisions["arm"] == "baseline"
-    assert decisions["applied"]["read_size"] == 65536
-    assert decisions["applied"]["write_buffer_size"] == 1024 * 1024
+    assert decisions["applied"]["read_size"] == 256 * 1024
+    assert decisions["applied"]["write_buffer_size"] == 256 * 1024
     assert decisions["set_by"] == {}

@@ -436,14 +436,14 @@ def test_without_adaptive_buffers_an_upload_keeps_the_baseline_sizes(
         "[performance]\n"
         "adaptive_buffers = false\n"
         'initial_buffer_size = "128KiB"\n'
-        '[uploads]\nwrite_buffer_size = "512KiB"\n' + DEBUG_JSON
+        '[uploads]\nwrite_buffer_size = "512KiB"\nread_size = "64KiB"\n' + DEBUG_JSON
     )
 
     event = upload_and_read_decisions(server, 2 * MiB)
 
     assert event["arm"] == "baseline"
     assert event["applied"]["write_buffer_size"] == 512 * KiB
-    assert event["applied"]["read_size"] == 65536
+    assert event["applied"]["read_size"] == 64 * KiB
 
 
 def test_a_small_adaptive_upload_gets_a_buffer_no_larger_than_its_file(

@@ -15,7 +15,6 @@ baseline, applied by nobody, which is exactly the core server's behaviour.
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import socket
 import time
@@ -206,7 +205,7 @@ class Pipeline:
             plan=plan,
             after_each=run.note_changes if run.debug else None,
         )
-        run.unclamped = copy.copy(plan)
+        run.unclamped = plan.copy()
         transfer.plan = clamp_plan(self.config, plan)
         if self.metrics is not None and _buffer_of(transfer) != (
             self.config.performance.initial_buffer_size
@@ -310,7 +309,7 @@ class TransferRun:
             self.set_chunk_size(plan.chunk_size)
         if self.set_idle_timeout is not None:
             self.set_idle_timeout(plan.idle_timeout)
-        self._applied_plan = copy.copy(plan)
+        self._applied_plan = plan.copy()
 
     def _read_back(self) -> None:
         """What the connection really uses now, for the debug log and tests."""

@@ -13,7 +13,6 @@ stop the others or the transfer.
 
 from __future__ import annotations
 
-import copy
 import difflib
 import importlib.metadata
 from collections.abc import Callable, Iterable, Mapping
@@ -152,8 +151,8 @@ class PluginHooks:
         """
         plan = arguments.get("plan")
         for impl in self._calls[hook_name]:
-            before = attrs.asdict(plan) if after_each else {}
-            kept = copy.copy(plan) if plan is not None else None
+            before = attrs.asdict(plan) if after_each and plan is not None else {}
+            kept = plan.copy() if plan is not None else None
             try:
                 impl.function(**{name: arguments[name] for name in impl.argnames})
             except Exception as error:

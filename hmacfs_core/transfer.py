@@ -64,6 +64,19 @@ class TransferPlan:
     idle_timeout: float
     retry_after: float
 
+    def copy(self) -> TransferPlan:
+        """An independent copy; cheaper than ``copy.copy`` on a slotted class,
+        which matters because the pipeline takes a few per transfer."""
+        return TransferPlan(
+            self.read_size,
+            self.socket_receive_buffer,
+            self.socket_send_buffer,
+            self.write_buffer_size,
+            self.chunk_size,
+            self.idle_timeout,
+            self.retry_after,
+        )
+
 
 @define
 class Transfer:

@@ -181,6 +181,7 @@ class ClientClassification:
     options: ClientOptimizationConfig = field(factory=ClientOptimizationConfig)
     max_clients: int = MAX_CLIENTS
     _clients: OrderedDict[ClientKey, ClientRecord] = field(factory=OrderedDict)
+    _user_agents: dict[str, tuple[str | None, str | None]] = field(factory=dict)
 
     @hookimpl
     def hmacfs_configure(self, app: Any, settings: Mapping[str, Any]) -> None:
@@ -286,13 +287,24 @@ class ClientClassification:
         strategy: ClientStrategy = getattr(self.options, f"strategy_{client_class}")
         return strategy
 
+    def _match_user_agent(self, user_agent: str) -> tuple[str | None, str | None]:
+        """:func:`match_user_agent`, remembered: a server sees the same few
+        User-Agents over and over, and the rules are a dozen regexes."""
+        known = self._user_agents.get(user_agent)
+        if known is None:
+            known = match_user_agent(user_agent)
+            if len(self._user_agents) >= self.max_clients:
+                self._user_agents.clear()
+            self._user_agents[user_agent] = known
+        return known
+
     def gather_evidence(self, transfer: Transfer) -> Evidence:
         """Everything the enabled kinds of evidence say about this transfer."""
         options = self.options
         weights: dict[str, float] = {}
 
         user_agent, kind = (
-            match_user_agent(transfer.user_agent)
+            self._match_user_agent(transfer.user_agent)
             if options.user_agent_analysis
             else (None, None)
         )

@@ -238,6 +238,9 @@ class NetworkPolicy:
 
     def kind_of_address(self, peer: str) -> str | None:
         """The kind of the most specific range holding ``peer``, if any."""
+        if not self.settings.ranges:
+            # Parsing the address is the costly part; without ranges skip it.
+            return None
         try:
             address = ipaddress.ip_address(peer)
         except ValueError:

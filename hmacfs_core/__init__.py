@@ -7,6 +7,7 @@ pins them.
 from hmacfs_core.application import make_resource
 from hmacfs_core.hookspecs import hookimpl
 from hmacfs_core.transfer import (
+    NetworkSwitch,
     Outcome,
     ProgressSample,
     TcpStats,
@@ -18,6 +19,7 @@ from hmacfs_core.web.request import StreamingRequest
 __version__ = "0.1.0"
 
 __all__ = [
+    "NetworkSwitch",
     "Outcome",
     "ProgressSample",
     "StreamingRequest",

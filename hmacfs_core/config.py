@@ -333,13 +333,15 @@ class SecurityConfig:
         uploads without a signed URL; without one only v3 signatures do.
     """
 
-    secret: str | None = field(default=None, validator=_check_secret)
+    secret: str | None = field(default=None, validator=_check_secret, repr=False)
     secret_file: Path | None = None
     protocols: tuple[Protocol, ...] = field(
         default=("v1", "v2", "token", "v3"), validator=_check_protocols
     )
     v2_type_from_extension: bool = False
-    admin_token: str | None = field(default=None, validator=_check_admin_token)
+    admin_token: str | None = field(
+        default=None, validator=_check_admin_token, repr=False
+    )
     upload_token: str | None = field(
         default=None, validator=_check_upload_token, repr=False
     )

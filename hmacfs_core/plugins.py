@@ -121,13 +121,14 @@ class PluginHooks:
         self._calls = {}
         for hook_name in HOOK_NAMES:
             caller = getattr(self.manager.hook, hook_name)
-            impls = sorted(caller.get_hookimpls(), key=self._call_position)
+            impls = sorted(caller.get_hookimpls(), key=self.call_position)
             self._calls[hook_name] = [
                 _Implementation(impl.plugin_name, impl.function, tuple(impl.argnames))
                 for impl in impls
             ]
 
-    def _call_position(self, impl: pluggy.HookImpl) -> tuple[int, int]:
+    def call_position(self, impl: pluggy.HookImpl) -> tuple[int, int]:
+        """Where ``impl`` comes in the call order of its hook."""
         group = 0 if impl.tryfirst else 2 if impl.trylast else 1
         rank = (
             self.order.index(impl.plugin_name) if impl.plugin_name in self.order else 0
@@ -224,7 +225,8 @@ def configure_plugins(hooks: PluginHooks, app: object, config: Config) -> None:
 
     :raises PluginError: naming the plugin and its complaint.
     """
-    for impl in reversed(hooks.manager.hook.hmacfs_configure.get_hookimpls()):
+    impls = hooks.manager.hook.hmacfs_configure.get_hookimpls()
+    for impl in sorted(impls, key=hooks.call_position):
         settings = config.plugins.settings.get(impl.plugin_name, {})
         try:
             arguments = {"app": app, "settings": settings}

@@ -245,6 +245,7 @@ def test_the_plugin_api_is_exported_from_the_package_root(name: str) -> None:
 
 def test_the_public_surface_is_pinned() -> None:
     assert sorted(hmacfs_core.__all__) == [
+        "NetworkSwitch",
         "Outcome",
         "ProgressSample",
         "StreamingRequest",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
+from collections.abc import Callable
 
 from attrs import define, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -161,8 +162,12 @@ class Metrics:
         )
         for direction in ("upload", "download"):
             self.adaptive_gain.labels(direction=direction).set_function(
-                lambda direction=direction: self.gain.ratio(direction)
+                self._gain_reader(direction)
             )
+
+    def _gain_reader(self, direction: str) -> Callable[[], float]:
+        """The gain of ``direction`` as read at each scrape."""
+        return lambda: self.gain.ratio(direction)
 
     def record_transfer(self, transfer: Transfer, outcome: Outcome) -> None:
         """Count one finished transfer in every family it belongs to."""

@@ -24,6 +24,7 @@ import stat
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from attrs import define, field, frozen
 
@@ -244,7 +245,7 @@ class Store:
         scratch.write_text(json.dumps(record), encoding="utf-8")
         os.replace(scratch, target)
 
-    def _read_meta(self, upload_path: UploadPath) -> dict[str, object]:
+    def _read_meta(self, upload_path: UploadPath) -> dict[str, Any]:
         try:
             text = self._meta_path(upload_path).read_text(encoding="utf-8")
             record = json.loads(text)

@@ -7,7 +7,7 @@ import signal
 import socket
 from pathlib import Path
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import deferLater
 from twisted.web.server import Site
@@ -110,7 +110,8 @@ async def drain(app: App, port: IListeningPort) -> None:
     """Stop accepting, give transfers ``shutdown_grace``, then cut the rest."""
     # New requests on connections already open get 503 from now on.
     app.draining = True
-    await port.stopListening()
+    # IListeningPort allows a port that stops at once to return None.
+    await maybeDeferred(port.stopListening)
     grace = app.config.server.shutdown_grace
     deadline = app.reactor.seconds() + grace
     if app.active_transfers:

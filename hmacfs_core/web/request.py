@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import time
 from io import BytesIO
-from typing import Protocol, runtime_checkable
+from typing import IO, TYPE_CHECKING, Protocol, cast, runtime_checkable
 from urllib.parse import parse_qs, unquote_to_bytes
 
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, ITCPTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import IResource
+
+if TYPE_CHECKING:
+    from hmacfs_core.pipeline import TransferRun
+    from hmacfs_core.web.routing import Route
 
 #: How long a refused request may keep sending its body before the connection is
 #: aborted; reading and dropping it meanwhile lets the client see the answer
@@ -75,10 +79,15 @@ class StreamingRequest(server.Request):
 
     _log = Logger()
 
+    # Twisted's Request declares these with a bare ``None`` default, which mypy
+    # takes for their type; its docstring gives the real ones.
+    args: dict[bytes, list[bytes]]  # type: ignore[assignment]
+    content: IO[bytes] | None  # type: ignore[assignment]
+
     upload_sink: UploadSink | None = None
     body_length: int | None = None
     received_bytes: int = 0
-    transfer_run: object | None = None
+    transfer_run: TransferRun | None = None
     refused: UploadRefused | None = None
     started: float = 0.0
     _linger: IDelayedCall | None = None
@@ -145,7 +154,7 @@ class StreamingRequest(server.Request):
         """
         self.upload_sink = None
         if self.startedWriting or self._disconnected:
-            self.channel.transport.abortConnection()
+            tcp_transport(self).abortConnection()
             return
         self._refuse_before_body(refusal)
 
@@ -194,7 +203,7 @@ class StreamingRequest(server.Request):
 
         # Half-close: the client reads the answer and stops sending; a client that
         # keeps sending is cut off after a short linger.
-        transport = self.channel.transport
+        transport = tcp_transport(self)
         transport.loseWriteConnection()
         self._linger = self.channel.callLater(
             REFUSAL_LINGER_SECONDS, transport.abortConnection
@@ -204,6 +213,60 @@ class StreamingRequest(server.Request):
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
         self._linger = None
+
+
+class RequestState(Protocol):
+    """What hmacfs keeps on a request, whatever the request's class.
+
+    :class:`StreamingRequest` declares these attributes; a host site's own
+    Twisted ``Request`` gets each one only when hmacfs sets it, so code that may
+    run before then reads it with ``getattr`` and a default.
+
+    :ivar route: the route the resource chose (see ``request_route``).
+    :ivar body_length: the declared ``Content-Length``, None without one.
+    :ivar received_bytes: body bytes received so far.
+    :ivar transfer_run: the pipeline's run of this transfer, if it is one.
+    :ivar log_path: the path to log instead of one that holds a capability.
+    """
+
+    route: Route
+    body_length: int | None
+    received_bytes: int
+    transfer_run: TransferRun | None
+    log_path: bytes
+
+
+def request_state(request: server.Request) -> RequestState:
+    """``request``, typed with the attributes hmacfs sets on it."""
+    return cast(RequestState, request)
+
+
+def query_args(request: server.Request) -> dict[bytes, list[bytes]]:
+    """The parsed query string of ``request`` (Twisted's ``args``).
+
+    Twisted types ``args`` as None, which it is only until the request line has
+    been read; a resource never sees it so.
+    """
+    return cast(dict[bytes, list[bytes]], request.args)
+
+
+def buffered_body(request: server.Request) -> IO[bytes]:
+    """The body Twisted buffered for ``request`` (its ``content``).
+
+    Twisted types ``content`` as None, which it is only until the headers are
+    in; by the time a resource renders, the whole body is there.
+    """
+    return cast(IO[bytes], request.content)
+
+
+def tcp_transport(request: server.Request) -> ITCPTransport:
+    """The connection under ``request``, which can half-close and abort.
+
+    Twisted types the channel's transport as a bare ``ITransport`` (None until
+    it connects); an HTTP channel's is a TCP transport, or a TLS wrapper that
+    hands what it lacks on to the TCP transport under it.
+    """
+    return cast(ITCPTransport, request.channel.transport)
 
 
 def _parse_query(query: bytes) -> dict[bytes, list[bytes]]:

@@ -11,6 +11,8 @@ the arm by.
 
 from __future__ import annotations
 
+from typing import cast
+
 from attrs import frozen
 from twisted.web.server import Request
 
@@ -40,7 +42,16 @@ def relative_raw_path(request: Request) -> bytes:
     as many segments as the host site consumed on the way to this resource.
     """
     segments = request.path.split(b"/")[1:]
-    return b"/" + b"/".join(segments[len(request.prepath) :])
+    return b"/" + b"/".join(segments[mount_depth(request) :])
+
+
+def mount_depth(request: Request) -> int:
+    """How many path segments the host site consumed on the way to hmacfs.
+
+    Twisted types ``prepath`` as possibly None; ``Site`` sets it before any
+    resource sees the request.
+    """
+    return len(cast(list[bytes], request.prepath))
 
 
 #: Exact paths of the service routes, and the methods that reach them. A slot

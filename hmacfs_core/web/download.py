@@ -15,13 +15,14 @@ from typing import IO
 from urllib.parse import quote
 
 from attrs import define, field
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.web import http, static
 from twisted.web.server import Request
 
 from hmacfs_core.app import App
 from hmacfs_core.paths import PathRefused, parse_upload_path
 from hmacfs_core.storage import StoredFile
+from hmacfs_core.web.request import request_state, tcp_transport
 from hmacfs_core.web.routing import relative_raw_path, request_route
 
 #: Types a browser may show in its own window; the rest is offered as a download.
@@ -39,7 +40,8 @@ class StoredFileResource(static.File):
 
     def __init__(self, stored: StoredFile, chunk_size: int) -> None:
         super().__init__(os.fsdecode(stored.path), defaultType=stored.content_type)
-        self.type = stored.content_type
+        # static.File declares ``type = None``, which mypy takes for its type.
+        self.type = stored.content_type  # type: ignore[assignment]
         self.encoding = None
         self.chunk_size = chunk_size
 
@@ -48,9 +50,11 @@ class StoredFileResource(static.File):
         fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         return os.fdopen(fd, "rb")
 
-    producer: object | None = None
+    producer: static.StaticProducer | None = None
 
-    def makeProducer(self, request: Request, fileForReading: IO[bytes]) -> object:
+    def makeProducer(
+        self, request: Request, fileForReading: IO[bytes]
+    ) -> static.StaticProducer:
         self.producer = super().makeProducer(request, fileForReading)
         self.producer.bufferSize = self.chunk_size
         return self.producer
@@ -100,7 +104,7 @@ def render_download(app: App, request: Request) -> bytes | int:
         stored.content_type,
         route=route.name,
     )
-    request.transfer_run = run
+    request_state(request).transfer_run = run
     resource = StoredFileResource(stored, run.plan.chunk_size)
     watchdog = StallWatchdog(request, run.plan.idle_timeout, app.reactor)
     run.set_chunk_size = resource.set_chunk_size
@@ -142,7 +146,7 @@ class StallWatchdog:
 
     request: Request
     timeout: float
-    clock: object
+    clock: IReactorTime
     _last_sent: int = 0
     _check_call: IDelayedCall | None = field(default=None)
 
@@ -159,7 +163,7 @@ class StallWatchdog:
         sent = self.request.sentLength
         if sent == self._last_sent:
             self._check_call = None
-            self.request.channel.transport.abortConnection()
+            tcp_transport(self.request).abortConnection()
             return
         self._last_sent = sent
         self._check_call = self.clock.callLater(self.timeout, self._check)

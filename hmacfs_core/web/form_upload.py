@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from attrs import define, field, frozen
 from python_multipart.multipart import parse_options_header
@@ -51,6 +51,7 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from twisted.web.server import Request
+from zope.interface import implementer
 
 from hmacfs_core.app import App
 from hmacfs_core.paths import PathRefused, UploadPath, encode_path
@@ -58,8 +59,13 @@ from hmacfs_core.pipeline import TransferRun
 from hmacfs_core.signatures import find_signature, verify_upload
 from hmacfs_core.storage import DEFAULT_CONTENT_TYPE, PublishResult, StagedFile
 from hmacfs_core.web.form_parts import MAX_BOUNDARY_BYTES, FilePart, FormReader
-from hmacfs_core.web.request import StreamingRequest, UploadRefused
-from hmacfs_core.web.routing import Route
+from hmacfs_core.web.request import (
+    StreamingRequest,
+    UploadRefused,
+    query_args,
+    request_state,
+)
+from hmacfs_core.web.routing import Route, mount_depth
 from hmacfs_core.web.upload import respond, storage_refusal
 from hmacfs_core.writer import StagedWriter
 
@@ -86,14 +92,14 @@ class FormGrant:
     boundary: bytes
 
 
-def authorize_form_upload(app: App, request: StreamingRequest) -> FormGrant:
+def authorize_form_upload(app: App, request: Request) -> FormGrant:
     """Check a form upload from its headers (see the module's table).
 
     :raises UploadRefused: with the status and reason to send.
     """
     directory = _target_directory(app, request)
 
-    size = request.body_length
+    size = request_state(request).body_length
     if size is None:
         raise UploadRefused(411, "Content-Length required")
 
@@ -106,7 +112,7 @@ def authorize_form_upload(app: App, request: StreamingRequest) -> FormGrant:
 
 
 def _target_directory(app: App, request: Request) -> UploadPath:
-    values = request.args.get(b"dir")
+    values = query_args(request).get(b"dir")
     if not values:
         raise UploadRefused(400, "missing dir")
     if len(values) > 1:
@@ -138,7 +144,7 @@ def _check_credentials(app: App, request: Request, directory: UploadPath) -> Non
         return
 
     accepted = [protocol for protocol in security.protocols if protocol == "v3"]
-    signed = find_signature(request.args, accepted)
+    signed = find_signature(query_args(request), accepted)
     if signed is None:
         if security.upload_token is not None:
             raise UploadRefused(
@@ -232,6 +238,7 @@ class ProducerGate:
             waiter.callback(None)
 
 
+@implementer(IPushProducer)
 @define
 class GateHold:
     """One writer's share of a :class:`ProducerGate` (an ``IPushProducer``)."""
@@ -277,7 +284,7 @@ class FormUploadReceiver:
     """One accepted form upload: its parser, its staged files, its answer."""
 
     app: App
-    request: StreamingRequest
+    request: Request
     grant: FormGrant
     run: TransferRun
     buffered: bool = False
@@ -302,7 +309,7 @@ class FormUploadReceiver:
 
     @classmethod
     def begin(
-        cls, app: App, request: StreamingRequest, route: Route, buffered: bool = False
+        cls, app: App, request: Request, route: Route, buffered: bool = False
     ) -> FormUploadReceiver:
         """Authorize ``request``; nothing is staged before its first file part.
 
@@ -317,7 +324,7 @@ class FormUploadReceiver:
             FORM_CONTENT_TYPE,
             route=route.name,
         )
-        request.transfer_run = run
+        request_state(request).transfer_run = run
         return cls(app, request, grant, run, buffered)
 
     def _set_write_buffer(self, size: int) -> None:
@@ -522,7 +529,8 @@ class FormUploadReceiver:
         if self.buffered:
             respond(self.request, refusal.code, refusal.reason, refusal.headers)
         else:
-            self.request.refuse_mid_body(refusal)
+            # Only a StreamingRequest hands a body over before it is complete.
+            cast(StreamingRequest, self.request).refuse_mid_body(refusal)
 
     def _reject(self, refusal: UploadRefused) -> None:
         """Answer a complete body that is not an acceptable form."""
@@ -556,7 +564,7 @@ def _mount_prefix(request: Request) -> str:
     The file URLs in the answer start with it, so they work where the server is
     mounted in a larger site.
     """
-    consumed = request.path.split(b"/")[1 : 1 + len(request.prepath)]
+    consumed = request.path.split(b"/")[1 : 1 + mount_depth(request)]
     return "".join("/" + segment.decode("latin-1") for segment in consumed)
 
 

@@ -10,7 +10,12 @@ from hmacfs_core.app import App
 from hmacfs_core.web.cors import ALLOWED_METHODS, apply_cors, render_preflight
 from hmacfs_core.web.download import render_download
 from hmacfs_core.web.form_upload import FormUploadReceiver
-from hmacfs_core.web.request import StreamingRequest, UploadRefused
+from hmacfs_core.web.request import (
+    StreamingRequest,
+    UploadRefused,
+    buffered_body,
+    request_state,
+)
 from hmacfs_core.web.routing import FORM_ROUTES, Route, route_for
 from hmacfs_core.web.service import (
     plain_text,
@@ -64,7 +69,7 @@ class SlotResource(Resource):
         route = self._route(request)
         if route is None:
             return plain_text(request, 404, "not found")
-        request.route = route
+        request_state(request).route = route
         service = SERVICE_RENDERERS.get(route.name)
         if service is not None:
             return service(self.app, request)
@@ -87,15 +92,15 @@ class SlotResource(Resource):
         route = self._route(request)
         if route is not None and route.name == "tus":
             return self.tus.begin_upload(request)
+        if route is not None and route.name in SERVICE_RENDERERS:
+            # Not an upload: Twisted buffers the body and ``render`` answers.
+            return None
         return self._begin(request, buffered=False)
 
-    def _begin(self, request: StreamingRequest, buffered: bool) -> Receiver | None:
+    def _begin(self, request: server.Request, buffered: bool) -> Receiver:
         """Authorize an upload from its headers; ``buffered`` when Twisted has
         already read its body."""
         route = self._route(request)
-        if route is not None and route.name in SERVICE_RENDERERS:
-            return None
-
         track_transfer(self.app, request)
         apply_cors(self.app.config.downloads.allowed_origins, request)
         if self.app.draining:
@@ -152,15 +157,16 @@ class SlotResource(Resource):
         Only reached when a host site mounts this resource without
         ``StreamingRequest``: correct, but neither early nor streaming.
         """
-        request.body_length = int(request.getHeader(b"content-length") or -1)
-        if request.body_length < 0:
-            request.body_length = None
-        request.received_bytes = request.body_length or 0
+        state = request_state(request)
+        state.body_length = int(request.getHeader(b"content-length") or -1)
+        if state.body_length < 0:
+            state.body_length = None
+        state.received_bytes = state.body_length or 0
         try:
             receiver = self._begin(request, buffered=True)
         except UploadRefused as refusal:
             respond(request, refusal.code, refusal.reason, refusal.headers)
             return server.NOT_DONE_YET
 
-        receiver.complete_from_buffer(request.content)
+        receiver.complete_from_buffer(buffered_body(request))
         return server.NOT_DONE_YET

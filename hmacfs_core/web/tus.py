@@ -43,9 +43,11 @@ from typing import IO, Any
 
 from attrs import define, field
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.server import Request
+from zope.interface import implementer
 
 from hmacfs_core.app import App
 from hmacfs_core.handoff import SwitchRefused
@@ -64,8 +66,8 @@ from hmacfs_core.resumable import ResumableUploads
 from hmacfs_core.storage import DEFAULT_CONTENT_TYPE, PublishResult
 from hmacfs_core.transfer import NetworkSwitch
 from hmacfs_core.web.cors import apply_cors
-from hmacfs_core.web.request import UploadRefused
-from hmacfs_core.web.routing import relative_raw_path
+from hmacfs_core.web.request import UploadRefused, buffered_body, request_state
+from hmacfs_core.web.routing import mount_depth, relative_raw_path
 from hmacfs_core.web.transfer_log import track_transfer
 from hmacfs_core.web.tus_headers import (
     ALLOWED_METHODS,
@@ -146,7 +148,7 @@ class TusResource:
             check_signed_upload(self.app, request, upload_path, length, signed_type)
         except UploadRefused as refused:
             raise refusal(refused.code, refused.reason) from None
-        if with_body and (request.body_length or 0) > length:
+        if with_body and (request_state(request).body_length or 0) > length:
             raise refusal(413, "body longer than Upload-Length")
         claim = parse_checksum(request) if with_body else None
 
@@ -185,7 +187,7 @@ class TusResource:
         offset = decimal_header(request, b"upload-offset")
         claim = parse_checksum(request)
         if record.completed:
-            if offset != record.length or request.body_length:
+            if offset != record.length or request_state(request).body_length:
                 raise refusal(409, "upload already complete")
             return CompletedUpload(self.app, request, record)
 
@@ -202,7 +204,7 @@ class TusResource:
             record = self._live_record(record.id)
             if offset != record.offset:
                 raise refusal(409, "Upload-Offset is not the upload's offset")
-            if offset + (request.body_length or 0) > record.length:
+            if offset + (request_state(request).body_length or 0) > record.length:
                 raise refusal(413, "body runs past Upload-Length")
             append = Append.open(self.app, request, record, lock, claim, switch=switch)
         except Exception:
@@ -227,7 +229,8 @@ class TusResource:
         upload_id = relative_raw_path(request)[len(tus_path) :].decode("latin-1")
         # The id authorizes the upload: the log shows only enough to tell
         # uploads apart.
-        request.log_path = tus_path + upload_id[:8].encode("latin-1") + b"..."
+        log_path = tus_path + upload_id[:8].encode("latin-1") + b"..."
+        request_state(request).log_path = log_path
         return upload_id
 
     def _live_record(self, upload_id: str) -> UploadRecord:
@@ -359,13 +362,14 @@ class TusResource:
         body is then fed from Twisted's buffer as if it were arriving.
         """
         declared = request.getHeader(b"content-length")
-        request.body_length = int(declared) if declared is not None else None
-        request.received_bytes = request.body_length or 0
+        state = request_state(request)
+        state.body_length = int(declared) if declared is not None else None
+        state.received_bytes = state.body_length or 0
         try:
             body = self.begin_upload(request)
         except UploadRefused as refused:
             return answer(request, refused.code, refused.reason, refused.headers)
-        BufferedBody(request.content, body).start()
+        BufferedBody(buffered_body(request), body).start()
         return server.NOT_DONE_YET
 
     def _expires(self, record: UploadRecord) -> float:
@@ -441,7 +445,7 @@ class Append:
                 record.content_type,
                 route="tus",
             )
-            request.transfer_run = run
+            request_state(request).transfer_run = run
         append = cls(app, request, record, lock, part, run, created, peer)
         uploads.running[record.id] = append
         if switch is not None and run is not None:
@@ -711,6 +715,7 @@ class CompletedUpload:
         answer(self.request, 204, "", headers)
 
 
+@implementer(IPushProducer)
 @define
 class BufferedBody:
     """Feed a body Twisted buffered to a tus body, pausing as the disk asks."""
@@ -774,14 +779,14 @@ def _has_offset_body(request: Request) -> bool:
     """Whether a creation carries data (creation-with-upload)."""
     if request.getHeader(b"content-type") == OFFSET_OCTET_STREAM:
         return True
-    if request.body_length:
+    if request_state(request).body_length:
         raise refusal(415, f"Content-Type must be {OFFSET_OCTET_STREAM.decode()}")
     return False
 
 
 def _mount_point(request: Request) -> bytes:
     """The raw path of the resource hmacfs is mounted at (empty at the root)."""
-    return b"/".join(request.path.split(b"/")[: len(request.prepath) + 1])
+    return b"/".join(request.path.split(b"/")[: mount_depth(request) + 1])
 
 
 def _expires(append: Append) -> float:

@@ -20,7 +20,7 @@ upload failed; different bytes answer 409.
 from __future__ import annotations
 
 import errno
-from typing import IO
+from typing import IO, cast
 
 from attrs import define, field
 from twisted.python.failure import Failure
@@ -31,14 +31,17 @@ from hmacfs_core.paths import PathRefused, UploadPath, parse_upload_path
 from hmacfs_core.pipeline import BASELINE_RETRY_AFTER, TransferRun
 from hmacfs_core.signatures import find_signature, verify_upload
 from hmacfs_core.storage import DEFAULT_CONTENT_TYPE, PublishResult, StagedFile
-from hmacfs_core.web.request import StreamingRequest, UploadRefused
+from hmacfs_core.web.request import (
+    StreamingRequest,
+    UploadRefused,
+    query_args,
+    request_state,
+)
 from hmacfs_core.web.routing import relative_raw_path, request_route
 from hmacfs_core.writer import StagedWriter
 
 
-def authorize_upload(
-    app: App, request: StreamingRequest
-) -> tuple[UploadPath, int, str]:
+def authorize_upload(app: App, request: Request) -> tuple[UploadPath, int, str]:
     """Check a PUT from its headers; return its path, size and content type.
 
     :raises UploadRefused: with the status and reason to send.
@@ -53,11 +56,11 @@ def authorize_upload(
     except PathRefused as refusal:
         raise UploadRefused(400, f"invalid path: {refusal.reason}") from None
 
-    size = request.body_length
+    size = request_state(request).body_length
     if size is None:
         raise UploadRefused(411, "Content-Length required")
 
-    if find_signature(request.args, config.security.protocols) is None:
+    if find_signature(query_args(request), config.security.protocols) is None:
         raise UploadRefused(403, "missing signature")
 
     signed_type = _header_text(request, b"content-type")
@@ -83,7 +86,7 @@ def check_signed_upload(
     :raises UploadRefused: 403, 413 or 409.
     """
     config = app.config
-    signed = find_signature(request.args, config.security.protocols)
+    signed = find_signature(query_args(request), config.security.protocols)
     if signed is None:
         raise UploadRefused(403, "missing signature")
     verdict = verify_upload(
@@ -112,7 +115,7 @@ class UploadReceiver:
     """One accepted upload: its staged body and what to do when it ends."""
 
     app: App
-    request: StreamingRequest
+    request: Request
     upload_path: UploadPath
     size: int
     content_type: str
@@ -138,7 +141,7 @@ class UploadReceiver:
         self.run.apply()
 
     @classmethod
-    def begin(cls, app: App, request: StreamingRequest) -> UploadReceiver:
+    def begin(cls, app: App, request: Request) -> UploadReceiver:
         """Authorize ``request`` and open its staged file.
 
         :raises UploadRefused: when the headers do not allow the upload.
@@ -155,7 +158,7 @@ class UploadReceiver:
         run = app.pipeline.start(
             request, "upload", upload_path.text, size, content_type, route=route.name
         )
-        request.transfer_run = run
+        request_state(request).transfer_run = run
         return cls(app, request, upload_path, size, content_type, staged, run)
 
     def _set_write_buffer(self, size: int) -> None:
@@ -225,14 +228,16 @@ class UploadReceiver:
         self.writer.abort(self.app.store.discard)
         refusal = storage_refusal(failure.value)
         refusal.headers.update(self._retry_after())
-        self.request.refuse_mid_body(refusal)
+        # Only a streamed body goes through the writer: a buffered one is copied
+        # to the staged file directly.
+        cast(StreamingRequest, self.request).refuse_mid_body(refusal)
 
     def _retry_after(self) -> dict[bytes, bytes]:
         """When a client should retry an upload that failed on our side."""
         return {b"retry-after": b"%d" % round(self.run.plan.retry_after)}
 
 
-def _header_text(request: StreamingRequest, name: bytes) -> str | None:
+def _header_text(request: Request, name: bytes) -> str | None:
     raw = request.getHeader(name)
     # surrogateescape keeps the exact bytes sent, which is what the MAC covers.
     return None if raw is None else raw.decode("utf-8", "surrogateescape")

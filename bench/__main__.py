@@ -19,8 +19,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.report import Record, RunFacts, load, write
+from bench.report import Record, RunFacts, Supplement, load, write
 from bench.servers import (
+    DEFAULT_SERVERS,
     SERVER_NAMES,
     Hmacfs,
     Server,
@@ -44,8 +45,9 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--servers",
-        default=",".join(SERVER_NAMES),
-        help=f"comma-separated, from {', '.join(SERVER_NAMES)} (default: all)",
+        default=",".join(DEFAULT_SERVERS),
+        help=f"comma-separated, from {', '.join(SERVER_NAMES)} "
+        f"(default: {', '.join(DEFAULT_SERVERS)})",
     )
     parser.add_argument(
         "--workloads",
@@ -87,6 +89,15 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "results.json (after a change to the report's form)",
     )
     parser.add_argument(
+        "--add-results",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="RESULTS_JSON",
+        help="with --from-results: show this later run's rows beside the main "
+        "run's, labelled with its date (repeatable); ratios stay within a run",
+    )
+    parser.add_argument(
         "--profile",
         default="",
         help="comma-separated workload keys to profile hmacfs on with py-spy, "
@@ -124,7 +135,11 @@ def _storage_root(choice: Path | None) -> tuple[Path, str]:
     return root, f"`{root.parent}` ({note})"
 
 
-def _machine() -> dict[str, str]:
+def _load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _machine(load_at_start: str) -> dict[str, str]:
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -137,6 +152,9 @@ def _machine() -> dict[str, str]:
         "memory": f"{int(memory) / 1024**2:.1f} GiB",
         "kernel": platform.release(),
         "python": platform.python_version(),
+        # Other work on this shared machine takes CPU from the servers too.
+        "load average at the start": load_at_start,
+        "load average at the end": _load_average(),
     }
 
 
@@ -218,6 +236,8 @@ def _profile(
             "--nonblocking",
             "--output",
             str(target),
+            # The supervisor of several workers only waits: profile its workers.
+            *(["--subprocesses"] if server.workers > 1 else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -236,12 +256,17 @@ def _profile(
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _arguments(argv)
+    if arguments.add_results and arguments.from_results is None:
+        raise SystemExit("--add-results needs --from-results")
     if arguments.from_results is not None:
-        facts, records = load(arguments.from_results)
+        facts, records, supplements = load(arguments.from_results)
+        for later in arguments.add_results:
+            later_facts, later_records, theirs = load(later)
+            supplements += [*theirs, Supplement(later_facts, tuple(later_records))]
         scale = QUICK if facts.quick else FULL
         keys = {record.workload for record in records}
         workloads = [w(scale) for w in WORKLOADS if w.key in keys]
-        page = write(arguments.output, facts, records, workloads)
+        page = write(arguments.output, facts, records, workloads, supplements)
         _say(f"wrote {page} from {arguments.from_results}")
         return 0
 
@@ -259,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the storage directory removed on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.perf_counter()
+    load_at_start = _load_average()
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M")
     storage, storage_note = _storage_root(arguments.storage_dir)
     servers = [
@@ -313,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command=command.strip(),
         commit=_commit(),
         quick=arguments.quick,
-        machine=_machine(),
+        machine=_machine(load_at_start),
         versions=versions,
         storage=storage_note,
         servers=tuple(names),

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from attrs import asdict, frozen
 
@@ -50,6 +52,19 @@ class RunFacts:
     rounds: dict[str, int]
     duration_s: float
     profiles: dict[str, str]
+
+
+@frozen
+class Supplement:
+    """A later, smaller run shown beside the main one, never mixed into it.
+
+    Its rows answer what the main run could not (the photo workload with
+    several workers) or measure again what changed since (memory after a new
+    default); ratios are only ever taken within one run.
+    """
+
+    facts: RunFacts
+    records: tuple[Record, ...]
 
 
 @frozen
@@ -118,9 +133,81 @@ def _times(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}×"
 
 
+def _run_label(facts: RunFacts) -> str:
+    return f"{facts.date} UTC, commit {facts.commit}"
+
+
+def _latest(
+    supplements: Sequence[Supplement], workload: str, server: str
+) -> Supplement | None:
+    """The newest supplement that measured ``server`` on ``workload``."""
+    found = [
+        s
+        for s in supplements
+        if any(r.workload == workload and r.server == server for r in s.records)
+    ]
+    return max(found, key=lambda s: s.facts.date) if found else None
+
+
+def _scaling_runs(
+    facts: RunFacts, records: Sequence[Record], supplements: Sequence[Supplement]
+) -> list[tuple[RunFacts, Sequence[Record]]]:
+    """The runs with photos on one worker and on two, newest first."""
+    runs = [(s.facts, s.records) for s in supplements] + [(facts, records)]
+    runs.sort(key=lambda run: run[0].date, reverse=True)
+    return [
+        (run_facts, run_records)
+        for run_facts, run_records in runs
+        if all(
+            median_of(run_records, "photos", server, "uploads_per_s")
+            for server in (SINGLE, WORKERS)
+        )
+    ]
+
+
+def _scaling_run(
+    facts: RunFacts, records: Sequence[Record], supplements: Sequence[Supplement]
+) -> tuple[RunFacts, Sequence[Record]] | None:
+    """The newest run with photos on one worker and on two: the same run's turns."""
+    runs = _scaling_runs(facts, records, supplements)
+    return runs[0] if runs else None
+
+
+def _scaling(records: Sequence[Record]) -> float | None:
+    single = median_of(records, "photos", SINGLE, "uploads_per_s")
+    double = median_of(records, "photos", WORKERS, "uploads_per_s")
+    return double / single if single and double else None
+
+
+def _before_write_buffers(commit: str) -> bool | None:
+    """Whether ``commit`` predates 256 KiB write buffers; None if git cannot tell."""
+    answer = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(Path(__file__).resolve().parent.parent),
+            "merge-base",
+            "--is-ancestor",
+            WRITE_BUFFER_COMMIT,
+            commit.split()[0],
+        ],
+        capture_output=True,
+        check=False,
+    )
+    return {0: False, 1: True}.get(answer.returncode)
+
+
 # -- targets -------------------------------------------------------------------
 
 HMACFS = ("hmacfs-baseline", "hmacfs-adaptive")
+
+#: The photo workload's scaling compares these two, measured in the same run.
+SINGLE = "hmacfs-baseline"
+WORKERS = "hmacfs-2workers"
+
+#: The commit that made 256 KiB (was 1 MiB) the default `[uploads]
+#: write_buffer_size`, which sets most of the memory an upload holds.
+WRITE_BUFFER_COMMIT = "5564b5c"
 
 #: A load generator this busy may be what limits the server's numbers.
 CLIENT_BOUND_PCT = 85
@@ -132,8 +219,13 @@ def _at_least(value: float | None, bound: float) -> str:
     return "met" if value >= bound else "missed"
 
 
-def verdicts(records: Sequence[Record], workloads: Sequence[Workload]) -> list[Verdict]:
-    """Each target of issue 4 against this run's medians."""
+def verdicts(
+    facts: RunFacts,
+    records: Sequence[Record],
+    workloads: Sequence[Workload],
+    supplements: Sequence[Supplement] = (),
+) -> list[Verdict]:
+    """Each target of issue 4 against this run's medians (or a later run's)."""
     by_key = {w.key: w for w in workloads}
     found: list[Verdict] = []
 
@@ -170,6 +262,18 @@ def verdicts(records: Sequence[Record], workloads: Sequence[Workload]) -> list[V
 
     for server in HMACFS:
         peak = median_of(records, "memory", server, "peak_rss_mib")
+        measured = "n/a" if peak is None else f"{peak * MiB / MB:.1f} MB"
+        note = ""
+        again = _latest(supplements, "memory", server)
+        if again is not None:
+            # The newest measurement decides: the code has changed since the
+            # main run, and the target is about the code as it is.
+            later = median_of(again.records, "memory", server, "peak_rss_mib")
+            note = f"main run ({_run_label(facts)}): {measured}"
+            if _before_write_buffers(facts.commit):
+                note += ", with the 1 MiB write buffers of then"
+            peak = later
+            measured = f"{later * MiB / MB:.1f} MB ({_run_label(again.facts)})"
         status = (
             "not measured"
             if peak is None
@@ -178,8 +282,9 @@ def verdicts(records: Sequence[Record], workloads: Sequence[Workload]) -> list[V
         found.append(
             Verdict(
                 f"Peak RSS under concurrent large uploads, {server}: below 150 MB",
-                "n/a" if peak is None else f"{peak * MiB / MB:.1f} MB",
+                measured,
                 status,
+                note,
             )
         )
 
@@ -228,14 +333,32 @@ def verdicts(records: Sequence[Record], workloads: Sequence[Workload]) -> list[V
         )
     )
 
-    found.append(
-        Verdict(
-            "Multi-core: `[server] workers`, photo scaling from 1 to 2 workers",
-            "n/a",
-            "not measured",
-            "the setting does not exist yet: see 'Several workers' below",
+    scaling = _scaling_run(facts, records, supplements)
+    if scaling is None:
+        found.append(
+            Verdict(
+                "Multi-core: `[server] workers`, photo scaling from 1 to 2 workers",
+                "n/a",
+                "not measured",
+                f"no run had both {SINGLE} and {WORKERS}: see 'Several workers'",
+            )
         )
-    )
+    else:
+        run_facts, run_records = scaling
+        chosen = metric("photos", "uploads_per_s")
+        value = (
+            ratio(run_records, "photos", chosen, WORKERS, SINGLE) if chosen else None
+        )
+        found.append(
+            Verdict(
+                "Multi-core: `[server] workers`, photo scaling from 1 to 2 workers",
+                f"{_times(value)} uploads/s ({_run_label(run_facts)})",
+                "measured",
+                "issue 4 sets no bound; on "
+                f"{run_facts.machine.get('cores (nproc)', '?')} cores shared with "
+                "the load generator: see 'Several workers'",
+            )
+        )
     return found
 
 
@@ -343,13 +466,175 @@ def workload_section(
     return lines
 
 
+def supplement_table(supplement: Supplement, workload: Workload) -> list[str]:
+    """A later run's rows of ``workload``, labelled with its date and commit."""
+    present = []
+    for record in supplement.records:
+        if record.workload == workload.key and record.server not in present:
+            present.append(record.server)
+    if not present:
+        return []
+    facts = supplement.facts
+    rounds = facts.rounds.get(workload.key, 1)
+    lines = [
+        f"Measured in a later run, {facts.date} UTC at commit {facts.commit} "
+        f"(`{facts.command}`, {rounds} round(s), medians):",
+        "",
+    ]
+    lines += _table(
+        ["server", *(m.label for m in workload.metrics)],
+        (
+            [
+                server,
+                *(
+                    _cell(supplement.records, workload.key, server, m)
+                    for m in workload.metrics
+                ),
+            ]
+            for server in present
+        ),
+    )
+    lines.append("")
+    failed = [r for r in supplement.records if r.workload == workload.key and r.error]
+    lines += [f"- Round {r.round + 1}, {r.server} failed: {r.error}" for r in failed]
+    return lines + ([""] if failed else [])
+
+
+def workers_section(
+    facts: RunFacts, records: Sequence[Record], supplements: Sequence[Supplement]
+) -> list[str]:
+    """The photo workload on one process and on a supervisor with two workers."""
+    lines = ["## Several workers", ""]
+    scaling = _scaling_run(facts, records, supplements)
+    if scaling is None:
+        return lines + [
+            f"**Not measured**: no run had both `{SINGLE}` and `{WORKERS}` "
+            f"(`python -m bench --workloads photos --servers {SINGLE},{WORKERS}`).",
+            "",
+        ]
+
+    run_facts, run_records = scaling
+    cores = run_facts.machine.get("cores (nproc)", "?")
+    lines.append(
+        f"The photo workload on `{SINGLE}` (one process) and `{WORKERS}` (the same "
+        "settings with `[server] workers = 2`: a supervisor and two `hmacfs serve` "
+        "processes accepting on one socket), taking turns in one run: "
+        f"{run_facts.date} UTC, commit {run_facts.commit}, "
+        f"`{run_facts.command}`. Server CPU and peak RSS are summed over the "
+        "supervisor and its workers."
+    )
+    lines.append("")
+    rows = []
+    for server, workers in ((SINGLE, "1"), (WORKERS, "2")):
+        rows.append(
+            [
+                server,
+                workers,
+                *(
+                    _number(median_of(run_records, "photos", server, key), digits)
+                    for key, digits in (
+                        ("uploads_per_s", 1),
+                        ("p50_ms", 1),
+                        ("p99_ms", 1),
+                        ("cpu_ms_per_upload", 2),
+                        ("client_cpu_pct", 0),
+                    )
+                ),
+                ", ".join(
+                    _number(v, 1)
+                    for v in _values(run_records, "photos", server, "uploads_per_s")
+                ),
+            ]
+        )
+    lines += _table(
+        [
+            "server",
+            "workers",
+            "uploads/s",
+            "p50 ms",
+            "p99 ms",
+            "server CPU ms/upload",
+            "client CPU % of a core",
+            "uploads/s by round",
+        ],
+        rows,
+    )
+    lines.append("")
+
+    scale = _scaling(run_records)
+    overlap = rounds_overlap(run_records, "photos", "uploads_per_s", SINGLE, WORKERS)
+    lines.append(
+        f"**2 workers ÷ 1 worker: {_times(scale)} uploads/s**"
+        + (" (the rounds overlap: within this run's noise)." if overlap else ".")
+    )
+    lines.append("")
+    earlier = _scaling_runs(facts, records, supplements)[1:]
+    if earlier:
+        lines.append(
+            "Earlier runs gave "
+            + "; ".join(
+                f"{_times(_scaling(r))} ({f.date} UTC, load average {_load_span(f)})"
+                for f, r in earlier
+            )
+            + "."
+        )
+        lines.append("")
+    load = _load_span(run_facts)
+    lines.append(
+        f"Read this with the machine in mind: it has {cores} cores (`nproc`), and "
+        "the load generator, one Python process in this run, needs CPU of its own "
+        "(the client CPU column), so two workers cannot have two cores to "
+        "themselves; other work on this shared machine took its share too"
+        + f" (load average over 1/5/15 minutes: {load})."
+        + " The ratio says what a second process gives on such a machine, not "
+        "how hmacfs scales where cores are free."
+    )
+    lines.append("")
+    return lines
+
+
+def _load_span(facts: RunFacts) -> str:
+    start = facts.machine.get("load average at the start")
+    end = facts.machine.get("load average at the end")
+    if start is None or end is None:
+        return "not recorded"
+    return f"{start} at the start, {end} at the end"
+
+
+def _write_buffer_note(facts: RunFacts, supplements: Sequence[Supplement]) -> list[str]:
+    """Say which runs predate 256 KiB write buffers: memory depends on it."""
+    if not _before_write_buffers(facts.commit):
+        return []
+    again = [
+        s
+        for s in supplements
+        if any(r.workload == "memory" for r in s.records)
+        and _before_write_buffers(s.facts.commit) is False
+    ]
+    text = (
+        f"Since commit {WRITE_BUFFER_COMMIT} the default `[uploads] "
+        "write_buffer_size` is 256 KiB; it was 1 MiB when the main run "
+        f"(commit {facts.commit}) was made, so its memory rows, and every number "
+        "of the workload sections below that is not labelled with a later date, "
+        "were measured with 1 MiB."
+    )
+    if again:
+        text += (
+            " The peak-RSS targets above use the memory workload measured again "
+            f"with 256 KiB on {max(s.facts.date for s in again)} UTC (see "
+            "section 3)."
+        )
+    return [text, ""]
+
+
 def render(
     facts: RunFacts,
     records: Sequence[Record],
     workloads: Sequence[Workload],
     charts: dict[str, str],
+    supplements: Sequence[Supplement] = (),
 ) -> str:
-    """The whole of ``benchmarks.md``."""
+    """The whole of ``benchmarks.md``, with later runs' rows beside the main run's."""
     lines = ["# Benchmarks", ""]
     lines.append(
         "Written by `python -m bench` (see `bench/README.md`); do not edit by hand, "
@@ -394,24 +679,42 @@ def render(
         ["target", "this run", "status", "note"],
         (
             [v.target, v.measured, f"**{v.status}**", v.note]
-            for v in verdicts(records, workloads)
+            for v in verdicts(facts, records, workloads, supplements)
         ),
     )
     lines.append("")
+    lines += _write_buffer_note(facts, supplements)
     if "adaptive" in charts:
         lines += [f"![adaptive against baseline]({charts['adaptive']})", ""]
 
     for workload in workloads:
         lines += workload_section(records, workload, facts.servers, charts)
+        for supplement in supplements:
+            lines += supplement_table(supplement, workload)
 
-    lines += [
-        "## Several workers",
-        "",
-        "**Not measured: the `[server] workers` setting does not exist yet.** When it "
-        "does, this section reports the photo workload with 1 and 2 worker "
-        "processes on one listening port, and the scaling between them.",
-        "",
-    ]
+    lines += workers_section(facts, records, supplements)
+
+    if supplements:
+        lines += ["## Later runs", ""]
+        lines.append(
+            "Their rows are shown beside the main run's and never mixed into its "
+            "medians or ratios:"
+        )
+        lines.append("")
+        lines += _table(
+            ["date (UTC)", "command", "commit", "cores", "load average (1/5/15 min)"],
+            (
+                [
+                    s.facts.date,
+                    f"`{s.facts.command}`",
+                    s.facts.commit,
+                    s.facts.machine.get("cores (nproc)", "?"),
+                    _load_span(s.facts),
+                ]
+                for s in supplements
+            ),
+        )
+        lines.append("")
 
     if facts.profiles:
         lines += ["## Profiles", ""]
@@ -428,7 +731,7 @@ def render(
         "- Server CPU is user plus system time of the server's processes from "
         "`/proc/<pid>/stat`; peak RSS is their `VmHWM`, reset before each "
         "measurement through `/proc/<pid>/clear_refs` (nginx: master plus worker, "
-        "summed).",
+        "hmacfs-2workers: supervisor plus workers, summed).",
         "- Client CPU is the load generator's own process time over the same span, "
         "as a share of one core: near 100% would mean the client, not the server, "
         "set the pace.",
@@ -545,12 +848,21 @@ def draw_charts(
     return charts
 
 
-def load(results: Path) -> tuple[RunFacts, list[Record]]:
-    """The facts and records of an earlier run, from its ``results.json``."""
-    saved = json.loads(results.read_text())
-    facts = saved["facts"]
+def _run_from(saved: dict[str, Any]) -> tuple[RunFacts, list[Record]]:
+    facts = dict(saved["facts"])
     facts["servers"] = tuple(facts["servers"])
     return RunFacts(**facts), [Record(**record) for record in saved["records"]]
+
+
+def load(results: Path) -> tuple[RunFacts, list[Record], list[Supplement]]:
+    """The facts, records and later runs of an earlier report's ``results.json``."""
+    saved = json.loads(results.read_text())
+    facts, records = _run_from(saved)
+    supplements = []
+    for later in saved.get("supplements", []):
+        later_facts, later_records = _run_from(later)
+        supplements.append(Supplement(later_facts, tuple(later_records)))
+    return facts, records, supplements
 
 
 def write(
@@ -558,20 +870,24 @@ def write(
     facts: RunFacts,
     records: Sequence[Record],
     workloads: Sequence[Workload],
+    supplements: Sequence[Supplement] = (),
 ) -> Path:
     """Write ``output/benchmarks.md``, ``output/benchmarks/*.png`` and the JSON."""
     assets = output / "benchmarks"
     assets.mkdir(parents=True, exist_ok=True)
     charts = draw_charts(records, workloads, facts.servers, assets, "benchmarks")
     results = assets / "results.json"
-    results.write_text(
-        json.dumps(
-            {"facts": asdict(facts), "records": [asdict(r) for r in records]},
-            indent=1,
-        )
-        + "\n"
-    )
+    saved: dict[str, Any] = {
+        "facts": asdict(facts),
+        "records": [asdict(r) for r in records],
+    }
+    if supplements:
+        saved["supplements"] = [
+            {"facts": asdict(s.facts), "records": [asdict(r) for r in s.records]}
+            for s in supplements
+        ]
+    results.write_text(json.dumps(saved, indent=1) + "\n")
     charts["results"] = "benchmarks/results.json"
     page = output / "benchmarks.md"
-    page.write_text(render(facts, records, workloads, charts))
+    page.write_text(render(facts, records, workloads, charts, supplements))
     return page

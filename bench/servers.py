@@ -10,6 +10,9 @@ or Prosody (configuration, ports, logs, data) is used or touched:
   slots asked for over XMPP exactly as a chat client does.
 - ``hmacfs-baseline`` and ``hmacfs-adaptive``: the real ``hmacfs serve``,
   with ``[performance] adaptive_buffers`` off and on.
+- ``hmacfs-2workers``: the baseline with ``[server] workers = 2``, a supervisor
+  and two worker processes on one listening socket; not in a default run, which
+  compares single processes (``--servers`` adds it).
 """
 
 from __future__ import annotations
@@ -40,7 +43,15 @@ from serverproc import RunningServer, start_server, stop_quietly  # noqa: E402
 #: The largest upload any workload makes, with room to spare.
 MAX_UPLOAD = 2 * 1024**3
 
-SERVER_NAMES = ("nginx", "prosody", "hmacfs-baseline", "hmacfs-adaptive")
+SERVER_NAMES = (
+    "nginx",
+    "prosody",
+    "hmacfs-baseline",
+    "hmacfs-adaptive",
+    "hmacfs-2workers",
+)
+#: What a run without ``--servers`` compares: the single-process servers.
+DEFAULT_SERVERS = SERVER_NAMES[:4]
 PEERS = ("nginx", "prosody")
 
 
@@ -77,6 +88,36 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> No
     text = log.read_text(errors="replace")[-3000:] if log.exists() else ""
     process.kill()
     raise RuntimeError(f"server on port {port} did not start:\n{text}")
+
+
+#: What a Twisted worker waits in once it accepts connections: epoll, or the
+#: poll and select reactors.
+_IDLE_IN_REACTOR = ("do_epoll_wait", "ep_poll", "do_sys_poll", "do_select")
+
+
+def _wait_for_workers(supervisor: int, count: int) -> None:
+    """Wait until ``count`` workers have started and wait in their reactors.
+
+    The supervisor announces the address before it starts the workers, and a
+    worker takes about a second to import hmacfs: a measurement started at once
+    would time the workers' start-up, and read CPU and memory of none of them.
+    """
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        workers = children_of(supervisor)
+        if len(workers) == count and all(_idle(pid) for pid in workers):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{count} workers of pid {supervisor} did not start")
+
+
+def _idle(pid: int) -> bool:
+    try:
+        waiting = Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+    # "0": the kernel hides where processes wait; then having started is enough.
+    return waiting in _IDLE_IN_REACTOR or waiting == "0"
 
 
 def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -388,32 +429,43 @@ class Prosody(Server):
 
 
 class Hmacfs(Server):
-    """The real ``hmacfs serve``, baseline or adaptive."""
+    """The real ``hmacfs serve``: baseline or adaptive, one process or several."""
 
-    def __init__(self, workdir: Path, adaptive: bool) -> None:
+    def __init__(self, workdir: Path, adaptive: bool, workers: int = 1) -> None:
         super().__init__(workdir)
         self.adaptive = adaptive
-        self.name = "hmacfs-adaptive" if adaptive else "hmacfs-baseline"
+        self.workers = workers
+        if workers > 1:
+            self.name = f"hmacfs-{workers}workers"
+        else:
+            self.name = "hmacfs-adaptive" if adaptive else "hmacfs-baseline"
         self.server: RunningServer | None = None
 
     def start(self) -> None:
         switch = "true" if self.adaptive else "false"
         self.server = start_server(
             self.workdir,
+            f"workers = {self.workers}\n"
             f'max_upload_size = "{MAX_UPLOAD}B"\n'
             f"[performance]\nadaptive_buffers = {switch}\n",
         )
         # The child's log is read by a thread of this process; keep only a
         # little of it, so a long run does not grow this process's memory.
         self.server.lines.clear()
+        if self.workers > 1:
+            _wait_for_workers(self.server.process.pid, self.workers)
 
     def stop(self) -> None:
         if self.server is not None:
             stop_quietly(self.server)
 
     def pids(self) -> list[int]:
+        """The process, or the supervisor and its workers, summed as nginx's."""
         assert self.server is not None
-        return [self.server.process.pid]
+        supervisor = self.server.process.pid
+        if self.workers == 1:
+            return [supervisor]
+        return [supervisor, *children_of(supervisor)]
 
     def slots(self, files: Sequence[FileSpec]) -> list[Slot]:
         server = self.server
@@ -449,4 +501,6 @@ def make_server(name: str, storage: Path, prosody_as_shipped: bool = False) -> S
         return Prosody(workdir, as_shipped=prosody_as_shipped)
     if name in ("hmacfs-baseline", "hmacfs-adaptive"):
         return Hmacfs(workdir, adaptive=name == "hmacfs-adaptive")
+    if name == "hmacfs-2workers":
+        return Hmacfs(workdir, adaptive=False, workers=2)
     raise ValueError(f"unknown server {name!r} (choose from {', '.join(SERVER_NAMES)})")

@@ -10,9 +10,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import quote
 
 import attrs
+from twisted.internet.address import IPv4Address, IPv6Address
 
 from hmacfs_core import __version__
 from hmacfs_core.config import (
@@ -28,6 +30,11 @@ from hmacfs_core.paths import PathRefused, encode_path, parse_upload_path
 from hmacfs_core.signatures import signed_query
 from hmacfs_core.units import parse_duration
 from hmacfs_core.upload_client import add_upload_command
+
+#: How often a worker looks whether its supervisor is still there.
+SUPERVISOR_CHECK_SECONDS = 1.0
+#: The environment variable a supervisor gives its workers its process id in.
+SUPERVISOR_PID_VARIABLE = "HMACFS_SUPERVISOR_PID"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,11 +144,36 @@ def _serve(arguments: argparse.Namespace) -> int:
         # The reactor holds its own duplicate of the descriptor.
         inherited.close()
     install_graceful_stop(app, port)
+    if inherited is not None:
+        _stop_with_supervisor(reactor)
     if newcomer_secret is not None:
-        _greet_newcomer(config, newcomer_secret, port.getHost().port)
+        bound = cast(IPv4Address | IPv6Address, port.getHost())
+        _greet_newcomer(config, newcomer_secret, bound.port)
 
     reactor.run()
     return 0
+
+
+def _stop_with_supervisor(reactor: Any) -> None:
+    """Stop a worker whose supervisor is gone, instead of serving on orphaned.
+
+    A supervisor killed outright (SIGKILL, a crash) cannot pass a stop signal
+    on; the worker notices that it has a new parent and stops by itself.
+    """
+    from twisted.internet.task import LoopingCall
+
+    # Taken from the supervisor itself: by the time this worker reads its own
+    # parent, a supervisor killed early may already be gone.
+    supervisor = int(os.environ.get(SUPERVISOR_PID_VARIABLE, os.getppid()))
+
+    def check() -> None:
+        if os.getppid() != supervisor:
+            checker.stop()
+            reactor.stop()
+
+    checker = LoopingCall(check)
+    checker.clock = reactor
+    checker.start(SUPERVISOR_CHECK_SECONDS, now=False)
 
 
 def _sign(arguments: argparse.Namespace) -> int:

@@ -74,7 +74,8 @@ class Supervisor:
             "--worker-fd",
             str(sock.fileno()),
         ]
-        process = subprocess.Popen(command, pass_fds=(sock.fileno(),))
+        environment = {**os.environ, "HMACFS_SUPERVISOR_PID": str(os.getpid())}
+        process = subprocess.Popen(command, pass_fds=(sock.fileno(),), env=environment)
         self.workers[process.pid] = (index, time.monotonic())
         if self.stopping:
             # The stop signal came while this worker was being started, before

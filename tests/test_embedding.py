@@ -25,7 +25,7 @@ HOST_SITE = """
 
     from twisted.internet import reactor
     from twisted.web.resource import Resource
-    from twisted.web.server import Site
+    from twisted.web.server import Request, Site
     from twisted.web.static import Data
 
     from hmacfs_core import StreamingRequest, make_resource
@@ -37,8 +37,8 @@ HOST_SITE = """
     root = Resource()
     root.putChild(b"", Data(b"the host site's own page", "text/plain"))
     root.putChild(b"files", make_resource(config, {secret!r}))
-    port = reactor.listenTCP(0, Site(root, requestFactory=StreamingRequest),
-                             interface="127.0.0.1")
+    site = Site(root, requestFactory={request_factory})
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
     print("Listening on http://127.0.0.1:%d/" % port.getHost().port, flush=True)
     reactor.run()
 """
@@ -77,7 +77,11 @@ def test_mounted_under_files_it_streams_uploads_beside_the_host_pages(
 ) -> None:
     storage = tmp_path / "store"
     script = tmp_path / "host.py"
-    script.write_text(textwrap.dedent(HOST_SITE).format(storage=storage, secret=SECRET))
+    script.write_text(
+        textwrap.dedent(HOST_SITE).format(
+            storage=storage, secret=SECRET, request_factory="StreamingRequest"
+        )
+    )
     host = _start([sys.executable, str(script)], storage)
     try:
         body = os.urandom(500_000)

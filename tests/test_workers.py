@@ -57,3 +57,25 @@ def test_sigterm_stops_every_worker_cleanly(make_server) -> None:
             not Path(f"/proc/{pid}").exists()
             or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
         )
+
+
+def test_workers_stop_when_their_supervisor_is_killed(make_server) -> None:
+    server = make_server("workers = 2")
+    workers = _wait_for_workers(server, 2)
+
+    server.process.kill()
+    server.process.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(map(_running, workers)):
+        time.sleep(0.1)
+
+    assert not any(map(_running, workers))
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for a parent to reap it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"

@@ -66,7 +66,12 @@ from hmacfs_core.resumable import ResumableUploads
 from hmacfs_core.storage import DEFAULT_CONTENT_TYPE, PublishResult
 from hmacfs_core.transfer import NetworkSwitch
 from hmacfs_core.web.cors import apply_cors
-from hmacfs_core.web.request import UploadRefused, buffered_body, request_state
+from hmacfs_core.web.request import (
+    StreamingRequest,
+    UploadRefused,
+    buffered_body,
+    request_state,
+)
 from hmacfs_core.web.routing import mount_depth, relative_raw_path
 from hmacfs_core.web.transfer_log import track_transfer
 from hmacfs_core.web.tus_headers import (
@@ -561,9 +566,12 @@ class Append:
     def _fail_mid_body(self, refused: UploadRefused) -> None:
         """Answer now, drop this body, and stop reading the rest."""
         self.closing = True
-        # XXX: a body Twisted buffered (a host site's plain Request) has no
-        # refuse_mid_body: this raises, answers 500 and leaves the upload locked.
-        self.request.refuse_mid_body(refused)  # type: ignore[attr-defined]
+        if isinstance(self.request, StreamingRequest):
+            self.request.refuse_mid_body(refused)
+        else:
+            # A body Twisted already buffered (a host site's plain Request) is
+            # all in: answer it as usual.
+            answer(self.request, refused.code, refused.reason, refused.headers)
         settled = self._discard()
         settled.addErrback(self._log_failure, "Discarding a PATCH failed")
         settled.addBoth(lambda _: self.release())

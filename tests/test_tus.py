@@ -603,6 +603,8 @@ def test_each_patch_is_a_transfer_the_plugins_and_logs_see(
         assert (detail["route"], detail["path"], detail["size"]) == ("tus", path, 10)
         assert detail["direction"] == "upload"
         assert detail["arm"] == "adaptive"
+    # The log line follows the detail event; wait until the reader has both.
+    wait_until(lambda: len(server.events(method="PATCH")) == 2, timeout=5)
     logged = server.events(method="PATCH")
     assert [event["bytes"] for event in logged] == [5, 5]
     assert upload_id not in server.log_text()

@@ -180,7 +180,7 @@ def _scaling(records: Sequence[Record]) -> float | None:
 
 
 def _before_write_buffers(commit: str) -> bool | None:
-    """Whether ``commit`` predates 256 KiB write buffers; None if git cannot tell."""
+    """Whether ``commit`` predates the smaller write buffers; None if unknown."""
     answer = subprocess.run(
         [
             "git",
@@ -205,7 +205,7 @@ HMACFS = ("hmacfs-baseline", "hmacfs-adaptive")
 SINGLE = "hmacfs-baseline"
 WORKERS = "hmacfs-2workers"
 
-#: The commit that made 256 KiB (was 1 MiB) the default `[uploads]
+#: The commit that made write buffers smaller than 1 MiB the default `[uploads]
 #: write_buffer_size`, which sets most of the memory an upload holds.
 WRITE_BUFFER_COMMIT = "5564b5c"
 
@@ -602,7 +602,7 @@ def _load_span(facts: RunFacts) -> str:
 
 
 def _write_buffer_note(facts: RunFacts, supplements: Sequence[Supplement]) -> list[str]:
-    """Say which runs predate 256 KiB write buffers: memory depends on it."""
+    """Say which runs predate the smaller write buffers: memory depends on it."""
     if not _before_write_buffers(facts.commit):
         return []
     again = [
@@ -613,7 +613,8 @@ def _write_buffer_note(facts: RunFacts, supplements: Sequence[Supplement]) -> li
     ]
     text = (
         f"Since commit {WRITE_BUFFER_COMMIT} the default `[uploads] "
-        "write_buffer_size` is 256 KiB; it was 1 MiB when the main run "
+        "write_buffer_size` is smaller (256 KiB, then 512 KiB, which keeps most "
+        "of 1 MiB's PUT speed on loopback); it was 1 MiB when the main run "
         f"(commit {facts.commit}) was made, so its memory rows, and every number "
         "of the workload sections below that is not labelled with a later date, "
         "were measured with 1 MiB."
@@ -621,8 +622,8 @@ def _write_buffer_note(facts: RunFacts, supplements: Sequence[Supplement]) -> li
     if again:
         text += (
             " The peak-RSS targets above use the memory workload measured again "
-            f"with 256 KiB on {max(s.facts.date for s in again)} UTC (see "
-            "section 3)."
+            f"with the smaller buffers, last on {max(s.facts.date for s in again)} "
+            "UTC (see section 3, each run labelled with its date and commit)."
         )
     return [text, ""]
 

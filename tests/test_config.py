@@ -68,7 +68,7 @@ def test_the_defaults_are_the_documented_ones() -> None:
         v2_type_from_extension=False,
     )
     assert config.uploads == UploadsConfig(
-        write_buffer_size=256 * KiB, read_size=256 * KiB
+        write_buffer_size=512 * KiB, read_size=256 * KiB
     )
     assert config.downloads == DownloadsConfig(allowed_origins=(), chunk_size=1 * MiB)
     assert config.logging == LoggingConfig(level="info")

@@ -86,5 +86,5 @@ def test_adaptive_buffers_off_gives_exactly_the_baseline_plan(make_server) -> No
 
     assert decisions["arm"] == "baseline"
     assert decisions["applied"]["read_size"] == 256 * 1024
-    assert decisions["applied"]["write_buffer_size"] == 256 * 1024
+    assert decisions["applied"]["write_buffer_size"] == 512 * 1024
     assert decisions["set_by"] == {}

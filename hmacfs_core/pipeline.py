@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import attrs
 from attrs import define, field
-from twisted.internet.task import LoopingCall
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.web.server import Request
 
@@ -228,7 +228,7 @@ class TransferRun:
     set_chunk_size: Callable[[int], None] | None = None
     set_idle_timeout: Callable[[float], None] | None = None
     readers: dict[str, Callable[[], object]] = field(factory=dict)
-    _sampler: LoopingCall | None = None
+    _sampler: IDelayedCall | None = None
     _last_sample: tuple[int, float] = (0, 0.0)
     _applied_plan: TransferPlan | None = None
     replans: int = 0
@@ -280,8 +280,8 @@ class TransferRun:
         if self._finished:
             return
         self._finished = True
-        if self._sampler is not None and self._sampler.running:
-            self._sampler.stop()
+        if self._sampler is not None and self._sampler.active():
+            self._sampler.cancel()
         self.pipeline.hooks.call_all(
             "hmacfs_transfer_finished", transfer=self.transfer, outcome=outcome
         )
@@ -329,13 +329,17 @@ class TransferRun:
     def _start_sampling(self) -> None:
         if not self.pipeline.hooks.has("hmacfs_transfer_progress"):
             return
-        interval = self.pipeline.config.performance.buffer_optimization_interval
         self._last_sample = (self.bytes_moved(), time.monotonic())
-        self._sampler = LoopingCall(self._sample)
-        self._sampler.clock = self.pipeline.clock
-        self._sampler.start(interval, now=False)
+        self._schedule_sample()
+
+    def _schedule_sample(self) -> None:
+        # One delayed call per interval: a LoopingCall costs several times as
+        # much to start, and most transfers end before their first sample.
+        interval = self.pipeline.config.performance.buffer_optimization_interval
+        self._sampler = self.pipeline.clock.callLater(interval, self._sample)
 
     def _sample(self) -> None:
+        self._schedule_sample()
         moved, now = self.bytes_moved(), time.monotonic()
         last_moved, last_time = self._last_sample
         self._last_sample = (moved, now)

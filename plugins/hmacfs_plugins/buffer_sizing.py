@@ -105,19 +105,24 @@ class ContextLearner:
     def best(self) -> int:
         """The pool size with the best average (the smaller on a tie), or the
         initial size while none is measured."""
-        measured = [size for size in self.pool if self.count(size)]
-        if not measured:
+        averages = {
+            size: sum(kept) / len(kept)
+            for size in self.pool
+            if (kept := self.samples.get(size))
+        }
+        if not averages:
             return self.initial
-        return max(measured, key=lambda size: (self.average(size), -size))
+        return max(averages, key=lambda size: (averages[size], -size))
 
     def next_size(self) -> int:
         """The size for the next transfer: initial, untried, best or explored."""
+        counts = {size: len(self.samples.get(size, ())) for size in self.pool}
+        if not any(counts.values()):
+            return self.initial
         best = self.best()
-        if not any(self.count(size) for size in self.pool):
-            return best
 
         trusted = min(TRUSTED_SAMPLES, self.length)
-        untried = [size for size in self.pool if self.count(size) < trusted]
+        untried = [size for size in self.pool if counts[size] < trusted]
         if untried:
             return min(untried, key=lambda size: (self._distance(size, best), size))
 

@@ -45,16 +45,10 @@ class StagedWriter:
     _gathered: list[bytes] = field(factory=list)
     _gathered_size: int = 0
     _in_flight: Deferred[None] | None = None
-    _in_flight_size: int = 0
     _paused: bool = False
     _failure: Failure | None = None
     _closing: bool = False
     _idle_waiters: list[Deferred[None]] = field(factory=list)
-
-    @property
-    def received(self) -> int:
-        """Bytes handed to the writer so far, written or still gathered."""
-        return self.staged.size + self._gathered_size + self._in_flight_size
 
     def write(self, chunk: bytes) -> None:
         """Take one body chunk; called per chunk, so it stays cheap."""
@@ -110,13 +104,11 @@ class StagedWriter:
 
     def _write_gathered(self) -> None:
         block = self._take_gathered()
-        self._in_flight_size = len(block)
         self._in_flight = self.run_in_thread(self.staged.write_block, block)
         self._in_flight.addCallbacks(self._written, self._write_failed)
 
     def _written(self, _: None) -> None:
         self._in_flight = None
-        self._in_flight_size = 0
 
         if self._closing:
             # A body that ended while reading was paused: the connection must
@@ -136,7 +128,6 @@ class StagedWriter:
 
     def _write_failed(self, failure: Failure) -> None:
         self._in_flight = None
-        self._in_flight_size = 0
         self._failure = failure
         self._wake_idle_waiters()
         self.on_error(failure)

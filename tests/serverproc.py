@@ -85,17 +85,7 @@ class RunningServer:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> Response:
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        try:
-            connection.request(method, target, body=body, headers=headers or {})
-            answer = connection.getresponse()
-            return Response(
-                status=answer.status,
-                headers={k.lower(): v for k, v in answer.getheaders()},
-                body=answer.read(),
-            )
-        finally:
-            connection.close()
+        return exchange(self.host, self.port, method, target, body, headers)
 
     def put(
         self, path: str, body: bytes, content_type: str | None = None, **sign: object
@@ -240,6 +230,32 @@ def start_server(
 
     process.kill()
     raise AssertionError("server did not start:\n" + "".join(collected))
+
+
+def exchange(
+    host: str,
+    port: int,
+    method: str,
+    target: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    source: str | None = None,
+    timeout: float = 30.0,
+) -> Response:
+    """One request on a new connection (from ``source``, when given)."""
+    connection = http.client.HTTPConnection(
+        host, port, timeout=timeout, source_address=(source, 0) if source else None
+    )
+    try:
+        connection.request(method, target, body=body, headers=headers or {})
+        answer = connection.getresponse()
+        return Response(
+            status=answer.status,
+            headers={k.lower(): v for k, v in answer.getheaders()},
+            body=answer.read(),
+        )
+    finally:
+        connection.close()
 
 
 def listening_address(line: str) -> tuple[str, int] | None:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from attrs import define
-from serverproc import Response
+from serverproc import Response, exchange
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OFFSET_STREAM = "application/offset+octet-stream"
@@ -46,19 +46,9 @@ class TusWire:
         headers: dict[str, str] | None = None,
         source: str = "127.0.0.1",
     ) -> Response:
-        connection = http.client.HTTPConnection(
-            self.host, self.port, timeout=60, source_address=(source, 0)
+        return exchange(
+            self.host, self.port, method, target, body, headers, source, timeout=60
         )
-        try:
-            connection.request(method, target, body=body, headers=headers or {})
-            answer = connection.getresponse()
-            return Response(
-                status=answer.status,
-                headers={k.lower(): v for k, v in answer.getheaders()},
-                body=answer.read(),
-            )
-        finally:
-            connection.close()
 
     def create(
         self,
